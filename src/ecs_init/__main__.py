@@ -1,0 +1,3 @@
+from ecs_init.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,57 @@
+"""The one adapter through which every external command runs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from typing import Mapping, Sequence
+
+from ecs_init.errors import CommandError
+
+log = logging.getLogger(__name__)
+
+
+class Runner:
+    """Runs external commands. Tests may pass a fake with the same ``run``.
+
+    ``prefix`` is prepended to every argv (e.g. ``["ip", "netns", "exec", "ns1"]``)
+    which lets the same code act inside a network namespace.
+    """
+
+    def __init__(self, prefix: Sequence[str] = (), env: Mapping[str, str] | None = None):
+        self.prefix = list(prefix)
+        self.env = dict(env) if env is not None else None
+
+    def which(self, name: str) -> str | None:
+        return shutil.which(name)
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        check: bool = True,
+        timeout: float = 60.0,
+        input_text: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        full = self.prefix + list(argv)
+        log.debug("exec: %s", " ".join(full))
+        try:
+            proc = subprocess.run(
+                full,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                input=input_text,
+                env=self.env if self.env is not None else os.environ.copy(),
+                check=False,
+            )
+        except FileNotFoundError as err:
+            raise CommandError(f"{argv[0]}: command not found") from err
+        except subprocess.TimeoutExpired as err:
+            raise CommandError(f"{' '.join(argv)}: timed out after {timeout:.0f}s") from err
+        if check and proc.returncode != 0:
+            out = (proc.stderr or proc.stdout or "").strip().replace("\n", " | ")
+            raise CommandError(f"{' '.join(argv)}: exit {proc.returncode}: {out}")
+        return proc

@@ -1,0 +1,317 @@
+"""Paths (SPEC §2), env-file parsing and merge (SPEC §3), own settings, platform.
+
+Everything here is pure or reads files only; nothing changes the host.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+log = logging.getLogger(__name__)
+
+PREFIX_ENV = "ECS_INIT_PATH_PREFIX"
+
+# Files larger than this are refused rather than read (hostile input).
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every host path of SPEC §2, resolved under an optional root prefix."""
+
+    prefix: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Paths:
+        env = os.environ if environ is None else environ
+        prefix = env.get(PREFIX_ENV, "").rstrip("/")
+        return cls(prefix=prefix)
+
+    def host(self, path: str) -> str:
+        """Map a real absolute path to its location under the prefix."""
+        return self.prefix + path if self.prefix else path
+
+    # /etc/ecs
+    @property
+    def config_dir(self) -> str:
+        return self.host("/etc/ecs")
+
+    @property
+    def ecs_config(self) -> str:
+        return self.host("/etc/ecs/ecs.config")
+
+    @property
+    def ecs_config_json(self) -> str:
+        return self.host("/etc/ecs/ecs.config.json")
+
+    # /var/lib/ecs
+    @property
+    def instance_config_dir(self) -> str:
+        return self.host("/var/lib/ecs")
+
+    @property
+    def instance_config(self) -> str:
+        return self.host("/var/lib/ecs/ecs.config")
+
+    @property
+    def data_dir(self) -> str:
+        return self.host("/var/lib/ecs/data")
+
+    @property
+    def deps_dir(self) -> str:
+        return self.host("/var/lib/ecs/deps")
+
+    @property
+    def gpu_dir(self) -> str:
+        return self.host("/var/lib/ecs/gpu")
+
+    @property
+    def gpu_info(self) -> str:
+        return self.host("/var/lib/ecs/gpu/nvidia-gpu-info.json")
+
+    @property
+    def volumes_dir(self) -> str:
+        return self.host("/var/lib/ecs/volumes")
+
+    @property
+    def volume_plugin_state(self) -> str:
+        return self.host("/var/lib/ecs/data/ecs_volume_plugin.json")
+
+    # /var/log/ecs
+    @property
+    def log_dir(self) -> str:
+        return self.host("/var/log/ecs")
+
+    @property
+    def init_log(self) -> str:
+        return self.host("/var/log/ecs/ecs-init.log")
+
+    # /var/cache/ecs
+    @property
+    def cache_dir(self) -> str:
+        return self.host("/var/cache/ecs")
+
+    @property
+    def cache_tarball(self) -> str:
+        return self.host("/var/cache/ecs/ecs-agent.tar")
+
+    @property
+    def cache_state(self) -> str:
+        return self.host("/var/cache/ecs/state")
+
+    @property
+    def desired_image(self) -> str:
+        return self.host("/var/cache/ecs/desired-image")
+
+    # elsewhere
+    @property
+    def ebs_dir(self) -> str:
+        return self.host("/mnt/ecs/ebs")
+
+    @property
+    def run_dir(self) -> str:
+        """Runtime state of this program: lock, supervisor status, events."""
+        return self.host("/var/run/ecs-init")
+
+    @property
+    def apparmor_dir(self) -> str:
+        return self.host("/etc/apparmor.d")
+
+    @property
+    def os_release(self) -> str:
+        """The prefix's os-release when it has one (tests), else the host's."""
+        candidate = self.host("/etc/os-release")
+        if self.prefix and os.path.exists(candidate):
+            return candidate
+        return "/etc/os-release"
+
+
+# ---------------------------------------------------------------- env files
+
+
+def parse_env_text(text: str) -> dict[str, str]:
+    """Parse KEY=VALUE lines the way the agent's env files are read (SPEC §3).
+
+    Trim the text, split on newlines, trim each line, split on the first
+    ``=``; lines without ``=`` are skipped. Later lines win.
+    """
+    result: dict[str, str] = {}
+    for raw in text.strip().split("\n"):
+        line = raw.strip()
+        if "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        key = key.strip()
+        if not key:
+            continue
+        result[key] = value.strip()
+    return result
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    """Read an env file; a missing file is empty. Unreadable files are logged.
+
+    Huge, binary or non-UTF-8 files are handled: bytes that are not UTF-8 are
+    replaced, NUL bytes end a line, and files over 1 MiB are refused.
+    """
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        return {}
+    except IsADirectoryError:
+        log.error("config file %s is a directory; ignoring it", path)
+        return {}
+    except OSError as err:
+        log.error("cannot read config file %s: %s; ignoring it", path, err.strerror or err)
+        return {}
+    if len(data) > MAX_CONFIG_BYTES:
+        log.error("config file %s is larger than %d bytes; ignoring it", path, MAX_CONFIG_BYTES)
+        return {}
+    text = data.decode("utf-8", errors="replace").replace("\x00", "\n")
+    return parse_env_text(text)
+
+
+# ---------------------------------------------------------------- booleans
+
+_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+
+
+def parse_bool(value: str) -> bool | None:
+    """Go's strconv.ParseBool: True/False, or None when unparsable."""
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    return None
+
+
+# ---------------------------------------------------------------- platform
+
+
+@dataclass(frozen=True)
+class Platform:
+    family: str  # "al2", "debian", "al1"
+    cgroup_mountpoint: str
+    certs_dir: str
+    pki_dir: str
+    detailed_os_family: str
+
+
+PLATFORM_ROWS = {
+    "al2": ("/sys/fs/cgroup", "/etc/pki/tls/certs", "/etc/pki"),
+    "debian": ("/sys/fs/cgroup", "/etc/ssl/certs", "/etc/ssl"),
+    "al1": ("/cgroup", "/etc/pki/tls/certs", "/etc/pki"),
+}
+
+_DEBIAN_LIKE = {"debian", "ubuntu", "sles", "suse", "opensuse", "opensuse-leap", "opensuse-tumbleweed"}
+
+
+def parse_os_release(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        out[key.strip()] = value
+    return out
+
+
+def detect_platform(os_release: Mapping[str, str]) -> Platform:
+    os_id = os_release.get("ID", "").lower()
+    version = os_release.get("VERSION_ID", "")
+    like = set(os_release.get("ID_LIKE", "").lower().split())
+    if os_id == "amzn" and version not in ("2", "2023") and not version.startswith("2023"):
+        family = "al1" if version.startswith("201") else "al2"
+    elif os_id in _DEBIAN_LIKE or like & _DEBIAN_LIKE:
+        family = "debian"
+    else:
+        family = "al2"
+    detailed = f"{os_id}_{version}" if os_id and version else "linux"
+    cgroup, certs, pki = PLATFORM_ROWS[family]
+    return Platform(family, cgroup, certs, pki, detailed)
+
+
+def read_platform(paths: Paths) -> Platform:
+    try:
+        with open(paths.os_release, encoding="utf-8", errors="replace") as fh:
+            release = parse_os_release(fh.read(MAX_CONFIG_BYTES))
+    except OSError:
+        release = {}
+    return detect_platform(release)
+
+
+# ---------------------------------------------------------------- config
+
+
+@dataclass
+class Config:
+    """The process environment plus the merged ecs.config files.
+
+    ``merged`` is the instance file then the operator file (operator wins).
+    Own settings (``setting``/``flag``) are read from the process
+    environment first, then from ``merged`` (SPEC §3 "Beyond").
+    """
+
+    paths: Paths
+    environ: dict[str, str]
+    instance: dict[str, str] = field(default_factory=dict)
+    operator: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, paths: Paths | None = None) -> Config:
+        env = dict(os.environ if environ is None else environ)
+        p = paths or Paths.from_env(env)
+        return cls(
+            paths=p,
+            environ=env,
+            instance=read_env_file(p.instance_config),
+            operator=read_env_file(p.ecs_config),
+        )
+
+    @property
+    def merged(self) -> dict[str, str]:
+        out = dict(self.instance)
+        out.update(self.operator)
+        return out
+
+    def setting(self, key: str, default: str = "") -> str:
+        if key in self.environ:
+            return self.environ[key]
+        return self.merged.get(key, default)
+
+    def flag(self, key: str, default: bool = False) -> bool:
+        raw = self.setting(key, "")
+        if raw == "":
+            return default
+        parsed = parse_bool(raw)
+        if parsed is None:
+            log.warning("%s=%r is not a boolean; treating it as false", key, raw)
+            return False
+        return parsed
+
+    def number(self, key: str, default: float) -> float:
+        raw = self.setting(key, "")
+        if raw == "":
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            log.warning("%s=%r is not a number; using %s", key, raw, default)
+            return default
+        if value != value or value < 0:  # NaN or negative
+            log.warning("%s=%r is out of range; using %s", key, raw, default)
+            return default
+        return value
+
+    def docker_host(self) -> str:
+        """The Docker endpoint this program talks to (process env only)."""
+        return self.environ.get("DOCKER_HOST", "") or "unix:///var/run/docker.sock"

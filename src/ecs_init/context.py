@@ -1,0 +1,41 @@
+"""What every host-preparation step gets: configuration, command runner, Docker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Optional
+
+from ecs_init.cmd import Runner
+from ecs_init.config import Config
+
+if TYPE_CHECKING:
+    from ecs_init.docker_client import DockerAdapter
+
+
+@dataclass
+class HostContext:
+    """Passed to each pre-start/post-stop step.
+
+    ``docker`` connects lazily on first use, so steps that do not need the
+    engine (sysctl, AppArmor) never wait for it.
+    """
+
+    cfg: Config
+    runner: Runner = field(default_factory=Runner)
+    docker_factory: Optional[Callable[[], DockerAdapter]] = None
+    _docker: Optional[DockerAdapter] = None
+
+    @property
+    def paths(self):  # type: ignore[no-untyped-def]
+        return self.cfg.paths
+
+    @property
+    def docker(self) -> DockerAdapter:
+        if self._docker is None:
+            if self.docker_factory is None:
+                from ecs_init.docker_client import DockerAdapter
+
+                self._docker = DockerAdapter.connect(self.cfg)
+            else:
+                self._docker = self.docker_factory()
+        return self._docker

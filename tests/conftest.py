@@ -1,0 +1,86 @@
+"""Shared test harness.
+
+Integration tests use the real Docker engine (``docker`` marker) and real
+network namespaces (``netns`` marker). Docker tests share one daemon, one
+container name (``ecs-agent``), one image tag and port 51678, so each takes
+an exclusive host-wide lock (``docker_lock``) for its duration: parallel
+pytest runs on one machine queue instead of trampling each other.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from typing import Iterator
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "src"))
+
+_spec = importlib.util.spec_from_file_location("standin_build", os.path.join(ROOT, "standin", "build.py"))
+assert _spec and _spec.loader
+standin_build = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(standin_build)
+
+AGENT_IMAGE = "amazon/amazon-ecs-agent:latest"
+AGENT_NAME = "ecs-agent"
+LOCK_PATH = "/tmp/ecs-init-tests.docker.lock"
+
+
+def _docker_answers() -> bool:
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def standin_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Every stand-in variant as a tarball (see standin/build.py)."""
+    out = str(tmp_path_factory.mktemp("standin"))
+    standin_build.build_all(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    if not _docker_answers():
+        pytest.fail("no Docker daemon answers: run ./scripts/test (it starts one)")
+
+
+@pytest.fixture
+def docker_lock(docker_engine: None) -> Iterator[None]:
+    """Exclusive use of the engine's ecs-agent name, image tag and port 51678."""
+    with open(LOCK_PATH, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        subprocess.run(["docker", "rm", "-f", AGENT_NAME], capture_output=True)
+        try:
+            yield
+        finally:
+            subprocess.run(["docker", "rm", "-f", AGENT_NAME], capture_output=True)
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@pytest.fixture
+def prefix(tmp_path) -> str:  # type: ignore[no-untyped-def]
+    """A temporary root prefix (ECS_INIT_PATH_PREFIX) with the SPEC §2 dirs."""
+    root = str(tmp_path / "root")
+    for d in ("etc/ecs", "var/lib/ecs/data", "var/log/ecs", "var/cache/ecs"):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    return root
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()

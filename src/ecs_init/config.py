@@ -190,6 +190,14 @@ def parse_bool(value: str) -> bool | None:
     return None
 
 
+def version_tuple(version: str) -> tuple[int, ...]:
+    """"1.41" -> (1, 41); anything unparsable sorts lowest."""
+    try:
+        return tuple(int(part) for part in version.split("."))
+    except ValueError:
+        return (0,)
+
+
 # ---------------------------------------------------------------- platform
 
 

@@ -1,0 +1,293 @@
+"""The agent container's configuration (SPEC §3), as a pure function.
+
+``build_spec(cfg, facts)`` takes the loaded configuration and facts gathered
+from the host (``hostfacts.gather``) and returns the exact create config.
+Nothing here touches the host or Docker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ecs_init.config import Config, Platform, parse_bool, version_tuple
+
+log = logging.getLogger(__name__)
+
+AGENT_NAME = "ecs-agent"
+AGENT_IMAGE = "amazon/amazon-ecs-agent:latest"
+AGENT_REPOSITORY, AGENT_TAG = AGENT_IMAGE.rsplit(":", 1)
+
+DEFAULT_CREDENTIALS_FETCHER_SOCKET = "/var/credentials-fetcher/socket/credentials_fetcher.sock"
+DEFAULT_APPARMOR_PROFILE = "ecs-agent-default"
+DOCKER_SOCKET_TARGET = "/var/run/docker.sock"
+
+SUPPORTED_LOG_DRIVERS = ("awslogs", "fluentd", "gelf", "json-file", "journald", "logentries", "syslog", "splunk")
+
+# Binds whose source is a fixed host path (never under the root prefix).
+FIXED_BINDS = (
+    "/run/docker/plugins:/run/docker/plugins:ro",
+    "/etc/docker/plugins:/etc/docker/plugins:ro",
+    "/usr/lib/docker/plugins:/usr/lib/docker/plugins:ro",
+    "/proc:/host/proc:ro",
+    "/usr/lib:/usr/lib:ro",
+    "/lib:/lib:ro",
+    "/usr/lib64:/usr/lib64:ro",
+    "/lib64:/lib64:ro",
+    "/sbin:/host/sbin:ro",
+    "/etc/alternatives:/etc/alternatives:ro",
+    "/usr/sbin:/usr/sbin:ro",
+    "/usr/bin/lsblk:/usr/bin/lsblk",
+)
+NSENTER = "/usr/bin/nsenter"
+MODINFO_CANDIDATES = ("/sbin/modinfo", "/usr/sbin/modinfo")
+CLOUD_INIT_RESULT = "/var/lib/cloud/data/result.json"
+EXTERNAL_CREDS_BIND = "/root/.aws:/rotatingcreds:ro"
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the spec depends on that only the host can tell."""
+
+    platform: Platform
+    docker_api_version: str = "1.44"
+    existing: frozenset[str] = frozenset()  # host paths that exist
+    directories: frozenset[str] = frozenset()  # host paths that are directories
+    apparmor_enabled: bool = False
+    gpu_devices: bool = False
+    realm_output: str = ""  # output of `realm list` ("" when not run)
+
+    def exists(self, path: str) -> bool:
+        return path in self.existing or path in self.directories
+
+    def is_dir(self, path: str) -> bool:
+        return path in self.directories
+
+
+@dataclass
+class ContainerSpec:
+    name: str
+    image: str
+    env: dict[str, str]
+    labels: dict[str, str]
+    binds: list[str]
+    host_config: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+    def engine_body(self) -> dict[str, Any]:
+        """The body of ``POST /containers/create`` (Engine API)."""
+        host = dict(self.host_config)
+        host["Binds"] = list(self.binds)
+        return {
+            "Image": self.image,
+            "Env": [f"{key}={value}" for key, value in self.env.items()],
+            "Labels": dict(self.labels),
+            "HostConfig": host,
+        }
+
+
+def credentials_fetcher_socket(cfg: Config) -> str:
+    host = cfg.environ.get("CREDENTIALS_FETCHER_HOST", "")
+    if host.startswith("unix://") and len(host) > len("unix://"):
+        return host[len("unix://") :]
+    return DEFAULT_CREDENTIALS_FETCHER_SOCKET
+
+
+def gmsa_domain_joined(cfg: Config, realm_output: str) -> bool:
+    return cfg.flag("ECS_GMSA_SUPPORTED") and "realm-name" in realm_output
+
+
+def default_env(cfg: Config, platform: Platform) -> dict[str, str]:
+    paths = cfg.paths
+    return {
+        "ECS_LOGFILE": "/log/ecs-agent.log",
+        "ECS_DATADIR": "/data",
+        "ECS_AGENT_CONFIG_FILE_PATH": paths.ecs_config_json,
+        "ECS_UPDATE_DOWNLOAD_DIR": paths.cache_dir,
+        "ECS_UPDATES_ENABLED": "true",
+        "ECS_AVAILABLE_LOGGING_DRIVERS": '["json-file","syslog","awslogs","fluentd","none"]',
+        "ECS_ENABLE_TASK_IAM_ROLE": "true",
+        "ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST": "true",
+        "ECS_EBSTA_SUPPORTED": "true",
+        "ECS_AGENT_LABELS": "",
+        "ECS_VOLUME_PLUGIN_CAPABILITIES": '["efsAuth"]',
+        "ECS_DETAILED_OS_FAMILY": platform.detailed_os_family,
+        "ECS_ENABLE_TASK_ENI": "true",
+        "ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE": "true",
+    }
+
+
+def build_env(cfg: Config, facts: HostFacts, gpu_devices_appeared: Optional[bool] = None) -> dict[str, str]:
+    """The agent's environment: defaults, then the SPEC §3 steps, later winning.
+
+    ``gpu_devices_appeared`` is the result of waiting for NVIDIA devices when
+    the instance file enables GPU support (None: no wait was needed).
+    """
+    platform = facts.platform
+    env = default_env(cfg, platform)
+    # 1. certificates and the credentials-fetcher socket
+    if facts.is_dir(platform.certs_dir):
+        env["SSL_CERT_DIR"] = platform.certs_dir
+    env["CREDENTIALS_FETCHER_HOST_DIR"] = credentials_fetcher_socket(cfg)
+    # 2. gMSA on a domain-joined host
+    if gmsa_domain_joined(cfg, facts.realm_output):
+        env["ECS_DOMAIN_JOINED_LINUX_INSTANCE"] = "true"
+    # 3. the instance file, then the operator's file
+    instance = dict(cfg.instance)
+    if parse_bool(instance.get("ECS_ENABLE_GPU_SUPPORT", "")) and gpu_devices_appeared is False:
+        log.warning("ECS_ENABLE_GPU_SUPPORT=true in %s but no NVIDIA device appeared; dropping it", cfg.paths.instance_config)
+        del instance["ECS_ENABLE_GPU_SUPPORT"]
+    env.update(instance)
+    env.update(cfg.operator)
+    # 4. external (ECS Anywhere) instances have no task ENIs
+    if cfg.flag("ECS_EXTERNAL"):
+        env["ECS_ENABLE_TASK_ENI"] = "false"
+    # 5. old Docker API
+    if version_tuple(facts.docker_api_version) < (1, 25):
+        env["ECS_ENABLE_TASK_ENI"] = "false"
+    # 6. EBS task attach needs the mount directory
+    if not facts.is_dir(cfg.paths.ebs_dir):
+        env["ECS_EBSTA_SUPPORTED"] = "false"
+    return env
+
+
+def parse_labels(raw: str) -> tuple[dict[str, str], Optional[str]]:
+    """``ECS_AGENT_LABELS`` → (labels, error). An error means: skip the labels."""
+    if not raw.strip():
+        return {}, None
+    try:
+        value = json.loads(raw)
+    except ValueError as err:
+        return {}, f"ECS_AGENT_LABELS is not valid JSON ({err}); starting the agent without labels"
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        return {}, "ECS_AGENT_LABELS must be a JSON object of string to string; starting the agent without labels"
+    return dict(value), None
+
+
+def docker_socket_bind(cfg: Config) -> str:
+    process_host = cfg.environ.get("DOCKER_HOST", "")
+    if process_host.startswith("unix://"):
+        source = process_host[len("unix://") :]
+        file_host = cfg.merged.get("DOCKER_HOST", "")
+        target = file_host[len("unix://") :] if file_host.startswith("unix://") else DOCKER_SOCKET_TARGET
+        return f"{source}:{target or DOCKER_SOCKET_TARGET}"
+    return "/var/run:/var/run"
+
+
+def build_binds(cfg: Config, facts: HostFacts, env: dict[str, str]) -> list[str]:
+    paths = cfg.paths
+    platform = facts.platform
+    external = cfg.flag("ECS_EXTERNAL")
+    binds = [
+        docker_socket_bind(cfg),
+        f"{paths.log_dir}:/log",
+        f"{paths.data_dir}:/data",
+        f"{paths.config_dir}:{paths.config_dir}",
+        f"{paths.cache_dir}:{paths.cache_dir}",
+        f"{platform.cgroup_mountpoint}:/sys/fs/cgroup",
+        f"{paths.instance_config_dir}:{paths.instance_config_dir}",
+        f"{paths.log_dir}/exec:/log/exec",
+        *FIXED_BINDS,
+    ]
+    if facts.exists(platform.pki_dir):
+        binds.append(f"{platform.pki_dir}:{platform.pki_dir}:ro")
+    if facts.exists(NSENTER):
+        binds.append(f"{NSENTER}:{NSENTER}")
+    for candidate in MODINFO_CANDIDATES:
+        if facts.exists(candidate):
+            binds.append(f"{candidate}:{candidate}")
+            break
+    if not external and facts.exists(CLOUD_INIT_RESULT):
+        binds.append(f"{CLOUD_INIT_RESULT}:{CLOUD_INIT_RESULT}:ro")
+    if facts.is_dir(paths.deps_dir):
+        binds.append(f"{paths.deps_dir}:/managed-agents:ro")
+    exec_dir = paths.deps_dir + "/execute-command"
+    if facts.is_dir(exec_dir):
+        binds.append(f"{exec_dir}/config:/managed-agents/execute-command/config")
+    if parse_bool(env.get("ECS_ENABLE_GPU_SUPPORT", "")) and facts.gpu_devices:
+        binds.append(f"{paths.gpu_dir}:{paths.gpu_dir}")
+    if cfg.flag("ECS_GMSA_SUPPORTED"):
+        socket = credentials_fetcher_socket(cfg)
+        if facts.exists(socket):
+            binds.append(f"{socket}:{socket}")
+    if external:
+        binds.append(EXTERNAL_CREDS_BIND)
+    return binds
+
+
+def build_log_config(cfg: Config, warnings: list[str]) -> dict[str, Any]:
+    driver = cfg.setting("ECS_LOG_DRIVER")
+    options: dict[str, str] = {}
+    drop_options = False
+    if driver and driver not in SUPPORTED_LOG_DRIVERS:
+        warnings.append(f"ECS_LOG_DRIVER={driver!r} is not supported; using json-file")
+        driver = "json-file"
+        drop_options = True
+    driver = driver or "json-file"
+    raw_opts = cfg.setting("ECS_LOG_OPTS")
+    if raw_opts and not drop_options:
+        try:
+            parsed = json.loads(raw_opts)
+            if not isinstance(parsed, dict):
+                raise ValueError("not a JSON object")
+            options = {str(k): str(v) for k, v in parsed.items()}
+        except ValueError as err:
+            warnings.append(f"ECS_LOG_OPTS is not a valid JSON object ({err}); ignoring it")
+            options = {}
+    if driver == "json-file" and not options:
+        options = {
+            "max-size": cfg.setting("ECS_INIT_DOCKER_LOG_FILE_SIZE") or "16m",
+            "max-file": cfg.setting("ECS_INIT_DOCKER_LOG_FILE_NUM") or "4",
+        }
+    return {"Type": driver, "Config": options}
+
+
+def build_spec(cfg: Config, facts: HostFacts, gpu_devices_appeared: Optional[bool] = None) -> ContainerSpec:
+    warnings: list[str] = []
+    env = build_env(cfg, facts, gpu_devices_appeared)
+    labels, label_error = parse_labels(env.get("ECS_AGENT_LABELS", ""))
+    if label_error:
+        warnings.append(label_error)
+    external = cfg.flag("ECS_EXTERNAL")
+    host: dict[str, Any] = {
+        "NetworkMode": "host",
+        "UsernsMode": "host",
+    }
+    if version_tuple(facts.docker_api_version) >= (1, 25):
+        host["Init"] = True
+    host["CapAdd"] = [] if external else ["NET_ADMIN", "SYS_ADMIN"]
+    if cfg.flag("ECS_AGENT_RUN_PRIVILEGED"):
+        host["Privileged"] = True
+    if cfg.flag("ECS_AGENT_PID_NAMESPACE_HOST"):
+        host["PidMode"] = "host"
+    if facts.apparmor_enabled:
+        profile = cfg.setting("ECS_AGENT_APPARMOR_PROFILE") or DEFAULT_APPARMOR_PROFILE
+        host["SecurityOpt"] = [f"apparmor:{profile}"]
+    host["LogConfig"] = build_log_config(cfg, warnings)
+    return ContainerSpec(
+        name=AGENT_NAME,
+        image=AGENT_IMAGE,
+        env=env,
+        labels=labels,
+        binds=build_binds(cfg, facts, env),
+        host_config=host,
+        warnings=warnings,
+    )
+
+
+def candidate_paths(cfg: Config, platform: Platform) -> tuple[str, ...]:
+    """Every host path whose existence the spec depends on (for hostfacts)."""
+    paths = cfg.paths
+    return (
+        platform.certs_dir,
+        platform.pki_dir,
+        NSENTER,
+        *MODINFO_CANDIDATES,
+        CLOUD_INIT_RESULT,
+        paths.deps_dir,
+        paths.deps_dir + "/execute-command",
+        paths.ebs_dir,
+        credentials_fetcher_socket(cfg),
+    )

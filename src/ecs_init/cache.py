@@ -1,0 +1,183 @@
+"""The agent image cache (SPEC §4): state file, the pre-start decision, loading."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import time
+from typing import BinaryIO, Optional
+
+from ecs_init.agent_spec import AGENT_IMAGE
+from ecs_init.config import Paths
+from ecs_init.context import HostContext
+from ecs_init.errors import ImageLoadError, InitError
+from ecs_init.fsutil import atomic_write
+
+log = logging.getLogger(__name__)
+
+STATE_UNCACHED = 0
+STATE_CACHED = 1
+STATE_RELOAD = 2
+MAX_STATE_BYTES = 64
+
+
+class Action(enum.Enum):
+    DOWNLOAD_AND_LOAD = "download and load"
+    LOAD = "load"
+    NOTHING = "nothing"
+
+
+def parse_state(text: str) -> int:
+    """The state file's integer; anything unparsable or unknown is uncached."""
+    try:
+        value = int(text.strip())
+    except ValueError:
+        return STATE_UNCACHED
+    return value if value in (STATE_UNCACHED, STATE_CACHED, STATE_RELOAD) else STATE_UNCACHED
+
+
+def read_state(paths: Paths) -> int:
+    """Cache state: uncached unless both the state file and the tarball are non-empty."""
+    try:
+        if os.path.getsize(paths.cache_tarball) == 0:
+            return STATE_UNCACHED
+        with open(paths.cache_state, "rb") as fh:
+            raw = fh.read(MAX_STATE_BYTES + 1)
+    except OSError:
+        return STATE_UNCACHED
+    if not raw or len(raw) > MAX_STATE_BYTES:
+        return STATE_UNCACHED
+    return parse_state(raw.decode("ascii", errors="replace"))
+
+
+def decide(state: int, image_present: bool) -> Action:
+    """The pre-start decision table."""
+    if state == STATE_UNCACHED:
+        return Action.DOWNLOAD_AND_LOAD
+    if state == STATE_RELOAD:
+        return Action.LOAD
+    return Action.NOTHING if image_present else Action.LOAD
+
+
+def write_state(paths: Paths, state: int) -> None:
+    atomic_write(paths.cache_state, f"{state}\n")
+
+
+class _Counting:
+    """A read-only file wrapper that counts bytes (for the load progress line)."""
+
+    def __init__(self, fh: BinaryIO, total: int, label: str):
+        self.fh = fh
+        self.total = total
+        self.done = 0
+        self.label = label
+        self.progress = _make_progress(label, total)
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.fh.read(size if size and size > 0 else 1024 * 1024)
+        self.done += len(data)
+        if self.progress is not None:
+            self.progress.update(len(data))
+        return data
+
+    def close_progress(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
+
+
+def _make_progress(label: str, total: int):  # type: ignore[no-untyped-def]
+    try:
+        from ecs_init.progress import Progress
+    except ImportError:
+        return None
+    return Progress(label, total)
+
+
+def load_tarball(ctx: HostContext, path: str, image: str = AGENT_IMAGE) -> str:
+    """Stream ``path`` into Docker; return the ID now tagged ``image``.
+
+    Raises ImageLoadError with one line when the file is missing, unreadable
+    or not an archive Docker accepts, or when it does not provide ``image``.
+    """
+    try:
+        size = os.path.getsize(path)
+        fh = open(path, "rb")
+    except IsADirectoryError:
+        raise ImageLoadError(f"cannot load agent image: {path} is a directory")
+    except OSError as err:
+        raise ImageLoadError(f"cannot load agent image: cannot read {path}: {err.strerror or err}")
+    started = time.monotonic()
+    log.info("loading agent image from %s (%d bytes)", path, size)
+    reader = _Counting(fh, size, f"loading {os.path.basename(path)}")
+    try:
+        ctx.docker.load_image(reader)  # type: ignore[arg-type]
+    finally:
+        reader.close_progress()
+        fh.close()
+    image_id = ctx.docker.image_id(image)
+    if image_id is None:
+        raise ImageLoadError(f"{path} was loaded but does not contain {image}")
+    log.info("loaded %s (%s) in %.1fs", image, image_id[:19], time.monotonic() - started)
+    return image_id
+
+
+def _download(ctx: HostContext) -> None:
+    from ecs_init import download  # heavy: imported only when needed
+
+    download.download_agent(ctx)
+
+
+def ensure_image(ctx: HostContext) -> Action:
+    """pre-start's image step: download/load as the cache state says."""
+    paths = ctx.paths
+    state = read_state(paths)
+    present = ctx.docker.image_exists(AGENT_IMAGE) if state == STATE_CACHED else False
+    action = decide(state, present)
+    log.info("agent image: cache state %d, image present=%s: %s", state, present, action.value)
+    if action is Action.DOWNLOAD_AND_LOAD:
+        _download(ctx)
+    if action is not Action.NOTHING:
+        load_tarball(ctx, paths.cache_tarball)
+        write_state(paths, STATE_CACHED)
+    return action
+
+
+def reload_cache(ctx: HostContext) -> None:
+    """reload-cache: download when uncached, then load the cached tarball."""
+    paths = ctx.paths
+    if read_state(paths) == STATE_UNCACHED:
+        _download(ctx)
+    load_tarball(ctx, paths.cache_tarball)
+    write_state(paths, STATE_CACHED)
+
+
+def resolve_desired_image(paths: Paths) -> str:
+    """The tarball named by desired-image's first line, confined to the cache dir.
+
+    Refuses (InitError) an empty locator, an absolute path, anything with a
+    directory part or ``..``, and a file that resolves outside the cache dir.
+    """
+    try:
+        with open(paths.desired_image, "rb") as fh:
+            raw = fh.read(4096)
+    except OSError as err:
+        raise InitError(f"cannot read {paths.desired_image}: {err.strerror or err}")
+    text = raw.decode("utf-8", errors="replace")
+    first = text.split("\n", 1)[0].strip()
+    if not first:
+        raise InitError(f"{paths.desired_image} is empty: no image to upgrade to")
+    if "\x00" in first or first.startswith("/") or "/" in first or "\\" in first or first in (".", ".."):
+        raise InitError(f"refusing desired image {first!r}: it must be a file name inside {paths.cache_dir}")
+    candidate = os.path.join(paths.cache_dir, first)
+    cache_real = os.path.realpath(paths.cache_dir)
+    target_real = os.path.realpath(candidate)
+    if os.path.dirname(target_real) != cache_real and not target_real.startswith(cache_real + os.sep):
+        raise InitError(f"refusing desired image {first!r}: it resolves outside {paths.cache_dir}")
+    if not os.path.isfile(target_real):
+        raise InitError(f"desired image {candidate} does not exist")
+    return candidate
+
+
+def previous_image(ctx: HostContext) -> Optional[str]:
+    return ctx.docker.image_id(AGENT_IMAGE)

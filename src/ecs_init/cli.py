@@ -1,0 +1,98 @@
+"""Command line: ``amazon-ecs-init ACTION`` (SPEC §1)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from typing import Callable, Optional, Sequence
+
+from ecs_init import AGENT_VERSION, __version__
+from ecs_init.errors import EXIT_FAILURE, InitError
+
+log = logging.getLogger("ecs_init")
+
+# action -> (one-line description, "module:function"); each function takes
+# (ctx, args) or (ctx) and returns the exit code.
+ACTIONS: dict[str, tuple[str, str]] = {
+    "pre-start": ("prepare the host and make sure the agent image is loaded", "ecs_init.engine:pre_start"),
+    "start": ("run the agent container and supervise it until it stops for good", "ecs_init.engine:start"),
+    "stop": ("stop the agent container (10 s grace)", "ecs_init.engine:stop"),
+    "pre-stop": ("same as stop (kept for upstart jobs)", "ecs_init.engine:stop"),
+    "post-stop": ("undo the host preparation", "ecs_init.engine:post_stop"),
+    "reload-cache": ("load the cached agent tarball into Docker (download it first if missing)", "ecs_init.engine:reload_cache"),
+    "version": ("print the version of this program and of the bundled agent", ""),
+}
+
+# Actions that only read: they log to the console, not to ecs-init.log.
+READ_ONLY_ACTIONS: set[str] = {"version"}
+
+
+def usage() -> str:
+    width = max(len(name) for name in ACTIONS)
+    lines = ["Usage: amazon-ecs-init ACTION [OPTIONS]", "", "Actions:"]
+    for name, (description, _) in ACTIONS.items():
+        lines.append(f"  {name.ljust(width)}  {description}")
+    lines += [
+        "",
+        "Exit codes: 0 success, 1 usage, 5 the agent asked not to be restarted, 255 failure.",
+        "Log: /var/log/ecs/ecs-init.log. Manual: amazon-ecs-init(1).",
+    ]
+    return "\n".join(lines)
+
+
+def version_text() -> str:
+    return f"amazon-ecs-init version {__version__}\nECS agent version {AGENT_VERSION}"
+
+
+def _resolve(target: str) -> Callable[..., int]:
+    module_name, _, func_name = target.partition(":")
+    module = importlib.import_module(module_name)
+    func: Callable[..., int] = getattr(module, func_name)
+    return func
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage(), file=sys.stdout if args else sys.stderr)
+        return 0 if args else 1
+    action, rest = args[0], args[1:]
+    if action not in ACTIONS:
+        print(f"amazon-ecs-init: unknown action {action!r}\n\n{usage()}", file=sys.stderr)
+        return 1
+    if action == "version":
+        print(version_text())
+        return 0
+
+    from ecs_init import logsetup, redact
+    from ecs_init.config import Config
+    from ecs_init.context import HostContext
+
+    cfg = Config.load()
+    redact.register_secrets(cfg.merged)
+    redact.register_secrets(cfg.environ)
+    logsetup.setup(
+        None if action in READ_ONLY_ACTIONS else cfg.paths.init_log,
+        cfg.setting("ECS_LOGLEVEL", "info"),
+    )
+    ctx = HostContext(cfg=cfg)
+    log.info("%s (amazon-ecs-init %s)", action, __version__)
+    try:
+        func = _resolve(ACTIONS[action][1])
+        return int(func(ctx, rest) if _takes_args(func) else func(ctx))
+    except InitError as err:
+        log.error("%s", err)
+        return err.exit_code
+    except KeyboardInterrupt:
+        log.error("%s: interrupted", action)
+        return EXIT_FAILURE
+    except Exception as err:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        log.debug("unexpected error", exc_info=True)
+        log.error("%s failed: %s: %s", action, type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+        return EXIT_FAILURE
+
+
+def _takes_args(func: Callable[..., int]) -> bool:
+    code = getattr(func, "__code__", None)
+    return bool(code and code.co_argcount >= 2)

@@ -1,0 +1,89 @@
+"""The engine: orchestrates the actions of SPEC §1 out of the per-concern modules."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Callable
+
+from ecs_init import apparmor, cache, gpu, hostnet, netfilter
+from ecs_init.context import HostContext
+from ecs_init.errors import InitError
+from ecs_init.supervisor import Supervisor, stop_agent
+
+log = logging.getLogger(__name__)
+
+Step = Callable[[HostContext], object]
+
+
+def setup_ebs_dir(ctx: HostContext) -> None:
+    """Create the EBS task-attach mount directory (0755); a failure is logged, not fatal.
+
+    The agent then gets ECS_EBSTA_SUPPORTED=false (agent_spec checks the directory).
+    """
+    path = ctx.paths.ebs_dir
+    try:
+        os.makedirs(path, mode=0o755, exist_ok=True)
+        os.chmod(path, 0o755)
+    except OSError as err:
+        log.error("cannot create the EBS mount directory %s: %s; EBS task attach will be off", path, err)
+
+
+PRE_START_STEPS: tuple[tuple[str, Step], ...] = (
+    ("GPU setup", gpu.setup),
+    ("AppArmor", apparmor.setup),
+    ("loopback routing and IPv6 router advertisements", hostnet.setup_sysctl),
+    ("IPv6-only route", hostnet.setup_ipv6_route),
+    ("netfilter rules", netfilter.setup),
+    ("EBS mount directory", setup_ebs_dir),
+    ("agent image", cache.ensure_image),
+)
+
+POST_STOP_STEPS: tuple[tuple[str, Step], ...] = (
+    ("netfilter rules", netfilter.teardown),
+    ("IPv6-only route", hostnet.teardown_ipv6_route),
+    ("loopback routing", hostnet.teardown_sysctl),
+)
+
+
+def pre_start(ctx: HostContext) -> int:
+    for name, step in PRE_START_STEPS:
+        log.info("pre-start: %s", name)
+        try:
+            step(ctx)
+        except InitError as err:
+            raise InitError(f"pre-start: {name} failed: {err}") from err
+    log.info("pre-start: done")
+    return 0
+
+
+def post_stop(ctx: HostContext) -> int:
+    """Undo the host preparation; every step runs even when one fails."""
+    failures = []
+    for name, step in POST_STOP_STEPS:
+        log.info("post-stop: %s", name)
+        try:
+            step(ctx)
+        except InitError as err:
+            log.error("post-stop: %s failed: %s", name, err)
+            failures.append(name)
+    if failures:
+        raise InitError(f"post-stop: {len(failures)} step(s) failed: {', '.join(failures)}")
+    log.info("post-stop: done")
+    return 0
+
+
+def start(ctx: HostContext) -> int:
+    supervisor = Supervisor(ctx)
+    supervisor.install_signal_handlers()
+    return supervisor.run()
+
+
+def stop(ctx: HostContext) -> int:
+    stop_agent(ctx)
+    return 0
+
+
+def reload_cache(ctx: HostContext) -> int:
+    cache.reload_cache(ctx)
+    return 0

@@ -1,0 +1,349 @@
+"""The plugin's HTTP/1.1 server on a Unix socket (Docker volume plugin protocol).
+
+Docker POSTs JSON to ``/Plugin.Activate`` and ``/VolumeDriver.*``; every
+answer is JSON with ``Content-Type: application/vnd.docker.plugins.v1.2+json``.
+Request errors are ``{"Err": "..."}`` with HTTP 200 (what Docker's plugin
+client expects), malformed bodies get 400, unknown endpoints 404, other
+methods 405 -- always with an ``Err``. Nothing a client sends stops the
+server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import http.server
+import json
+import logging
+import os
+import signal
+import socket
+import socketserver
+import stat
+import threading
+from types import FrameType
+from typing import Any, Callable, Mapping, Sequence
+
+from ecs_init import logsetup
+from ecs_init.config import Config, Paths
+from ecs_init.volume_plugin import DEFAULT_SOCKET, LOG_FILE_NAME, PLUGIN_NAME, SOCKET_ENV
+from ecs_init.volume_plugin.drivers import VolumeError
+from ecs_init.volume_plugin.host import HostMounter, JsonStateFile
+from ecs_init.volume_plugin.state import Registry, Volume, volumes_from_document
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
+MAX_BODY = 1024 * 1024
+SD_LISTEN_FDS_START = 3
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# ---------------------------------------------------------------- protocol
+
+
+def _field(body: Mapping[str, Any], key: str) -> Any:
+    return body.get(key)
+
+
+def _volume_json(vol: Volume) -> dict[str, Any]:
+    out: dict[str, Any] = {"Name": vol.name, "Mountpoint": vol.path, "Status": {}}
+    if vol.created_at:
+        out["CreatedAt"] = vol.created_at
+    return out
+
+
+def _activate(reg: Registry, body: Mapping[str, Any]) -> dict[str, Any]:
+    return {"Implements": ["VolumeDriver"]}
+
+
+def _create(reg: Registry, body: Mapping[str, Any]) -> dict[str, Any]:
+    reg.create(_field(body, "Name"), _field(body, "Opts"))
+    return {"Err": ""}
+
+
+def _remove(reg: Registry, body: Mapping[str, Any]) -> dict[str, Any]:
+    reg.remove(_field(body, "Name"))
+    return {"Err": ""}
+
+
+def _mount(reg: Registry, body: Mapping[str, Any]) -> dict[str, Any]:
+    return {"Mountpoint": reg.mount(_field(body, "Name"), _field(body, "ID")), "Err": ""}
+
+
+def _unmount(reg: Registry, body: Mapping[str, Any]) -> dict[str, Any]:
+    reg.unmount(_field(body, "Name"), _field(body, "ID"))
+    return {"Err": ""}
+
+
+def _path(reg: Registry, body: Mapping[str, Any]) -> dict[str, Any]:
+    return {"Mountpoint": reg.path(_field(body, "Name")), "Err": ""}
+
+
+def _get(reg: Registry, body: Mapping[str, Any]) -> dict[str, Any]:
+    return {"Volume": _volume_json(reg.get(_field(body, "Name"))), "Err": ""}
+
+
+def _list(reg: Registry, body: Mapping[str, Any]) -> dict[str, Any]:
+    return {"Volumes": [{"Name": v.name, "Mountpoint": v.path} for v in reg.volumes()], "Err": ""}
+
+
+def _capabilities(reg: Registry, body: Mapping[str, Any]) -> dict[str, Any]:
+    return {"Capabilities": {"Scope": "local"}}
+
+
+ROUTES: dict[str, Callable[[Registry, Mapping[str, Any]], dict[str, Any]]] = {
+    "/Plugin.Activate": _activate,
+    "/VolumeDriver.Create": _create,
+    "/VolumeDriver.Remove": _remove,
+    "/VolumeDriver.Mount": _mount,
+    "/VolumeDriver.Unmount": _unmount,
+    "/VolumeDriver.Path": _path,
+    "/VolumeDriver.Get": _get,
+    "/VolumeDriver.List": _list,
+    "/VolumeDriver.Capabilities": _capabilities,
+}
+
+
+def dispatch(reg: Registry, path: str, raw: bytes) -> tuple[int, dict[str, Any]]:
+    """Answer one request: (HTTP status, JSON body). Never raises."""
+    route = ROUTES.get(path.split("?", 1)[0])
+    if route is None:
+        return 404, {"Err": f"unknown endpoint {path[:200]!r}"}
+    try:
+        text = raw.decode("utf-8").strip()
+        body = json.loads(text) if text else None
+    except (UnicodeDecodeError, ValueError) as err:
+        return 400, {"Err": f"malformed JSON request: {err}"}
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        return 400, {"Err": "request body must be a JSON object"}
+    try:
+        return 200, route(reg, body)
+    except VolumeError as err:
+        log.info("%s: %s", path, err)
+        return 200, {"Err": str(err)}
+    except Exception as err:  # noqa: BLE001 - a bug must not take the plugin down
+        log.exception("%s failed", path)
+        return 500, {"Err": f"internal error: {type(err).__name__}: {err}"}
+
+
+# ---------------------------------------------------------------- HTTP
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = PLUGIN_NAME
+    sys_version = ""
+    timeout = 300  # idle keep-alive connections are closed after this
+
+    server: PluginServer
+
+    def address_string(self) -> str:
+        return "unix"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base class signature
+        log.debug("http: " + format, *args)
+
+    def _send(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", CONTENT_TYPE)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
+        raw_len = self.headers.get("Content-Length", "0") or "0"
+        try:
+            length = int(raw_len)
+        except ValueError:
+            self.close_connection = True
+            raise BadRequest(400, f"bad Content-Length {raw_len[:40]!r}")
+        if length < 0 or length > MAX_BODY:
+            self.close_connection = True
+            raise BadRequest(413, f"request body of {length} bytes refused (limit {MAX_BODY})")
+        return self.rfile.read(length)
+
+    def _read_chunked(self) -> bytes:
+        out = bytearray()
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                self.close_connection = True
+                raise BadRequest(400, "bad chunked encoding")
+            if size == 0:
+                while self.rfile.readline(1024).strip():  # trailers
+                    pass
+                return bytes(out)
+            if size < 0 or len(out) + size > MAX_BODY:
+                self.close_connection = True
+                raise BadRequest(413, f"request body over {MAX_BODY} bytes refused")
+            out += self.rfile.read(size)
+            self.rfile.readline(1024)
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+        try:
+            body = self._read_body()
+        except BadRequest as err:
+            self._send(err.status, {"Err": str(err)})
+            return
+        status, payload = dispatch(self.server.registry, self.path, body)
+        log.debug("%s -> %d %s", self.path, status, payload.get("Err", ""))
+        self._send(status, payload)
+
+    def _not_allowed(self) -> None:
+        self.close_connection = True
+        self._send(405, {"Err": f"method {self.command} not allowed; use POST"})
+
+    do_GET = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _not_allowed  # noqa: N815
+
+
+class PluginServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, sock: socket.socket, registry: Registry) -> None:
+        super().__init__(sock.getsockname() or "", Handler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = sock
+        self.registry = registry
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.warning("connection error", exc_info=True)
+
+
+# ---------------------------------------------------------------- sockets
+
+
+def activated_socket(environ: Mapping[str, str], pid: int) -> socket.socket | None:
+    """The socket systemd passed (``LISTEN_FDS``/``LISTEN_PID``), if any."""
+    try:
+        fds = int(environ.get("LISTEN_FDS", "0"))
+        listen_pid = int(environ.get("LISTEN_PID", "-1"))
+    except ValueError:
+        return None
+    if fds < 1 or listen_pid != pid:
+        return None
+    if fds > 1:
+        log.warning("systemd passed %d sockets; using the first", fds)
+    sock = socket.socket(fileno=SD_LISTEN_FDS_START)
+    if sock.type != socket.SOCK_STREAM or sock.family != socket.AF_UNIX:
+        raise OSError(errno.EINVAL, "the socket systemd passed is not a Unix stream socket")
+    sock.set_inheritable(False)
+    return sock
+
+
+def bind_socket(path: str) -> socket.socket:
+    """Listen on ``path``; a stale socket file is replaced, a live one refused."""
+    os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISSOCK(st.st_mode):
+            raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(2)
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)  # stale: nobody listens
+        else:
+            raise OSError(errno.EADDRINUSE, f"another process already listens on {path}")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        os.chmod(path, 0o660)
+        sock.listen(64)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+# ---------------------------------------------------------------- main
+
+
+def build_registry(state_path: str, volumes_dir: str, mounter: HostMounter | None = None) -> Registry:
+    state = JsonStateFile(state_path)
+    volumes, problems = volumes_from_document(state.load())
+    for problem in problems:
+        log.warning("%s: %s", state_path, problem)
+    registry = Registry(volumes_dir, mounter or HostMounter(), state.save, volumes)
+    stale = registry.reconcile()
+    note = f"; cleared stale mounts: {stale}" if stale else ""
+    log.info("loaded %d volume(s) from %s%s", len(volumes), state_path, note)
+    return registry
+
+
+def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str], paths: Paths) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=PLUGIN_NAME, description="Docker volume plugin for EFS and S3 Files")
+    parser.add_argument(
+        "--socket",
+        default=environ.get(SOCKET_ENV) or DEFAULT_SOCKET,
+        help=f"Unix socket to listen on (default ${SOCKET_ENV} or {DEFAULT_SOCKET}); "
+        "ignored when systemd passes a socket",
+    )
+    parser.add_argument("--state", default=paths.volume_plugin_state, help="state file (JSON)")
+    parser.add_argument("--volumes-dir", default=paths.volumes_dir, help="parent of default mount paths")
+    parser.add_argument("--log-file", default=os.path.join(paths.log_dir, LOG_FILE_NAME))
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    environ = dict(os.environ)
+    cfg = Config.load(environ)
+    args = parse_args(argv, environ, cfg.paths)
+    logsetup.setup(log_file=args.log_file or None, level_name=cfg.setting("ECS_LOGLEVEL", "info"))
+    try:
+        registry = build_registry(args.state, args.volumes_dir)
+        sock = activated_socket(environ, os.getpid())
+        owned = sock is None
+        if sock is None:
+            sock = bind_socket(args.socket)
+    except OSError as err:
+        log.error("%s cannot start: %s", PLUGIN_NAME, err)
+        return 1
+    for key in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
+        os.environ.pop(key, None)  # not for mount helpers we run
+
+    server = PluginServer(sock, registry)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    worker = threading.Thread(target=server.serve_forever, name="volume-plugin-http", daemon=True)
+    worker.start()
+    where = sock.getsockname() or "the socket systemd passed"
+    log.info("%s listening on %s (%s)", PLUGIN_NAME, where, "own socket" if owned else "socket activation")
+    while not stop.wait(3600):
+        pass
+    log.info("%s stopping (mounted volumes stay mounted)", PLUGIN_NAME)
+    server.shutdown()
+    server.server_close()
+    if owned:
+        try:
+            os.unlink(args.socket)
+        except OSError:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

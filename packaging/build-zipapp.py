@@ -70,7 +70,7 @@ def project_dependencies(pyproject: str) -> list[str]:
     except OSError:
         return list(FALLBACK_DEPS)
     try:
-        import tomllib  # type: ignore[import-not-found]
+        import tomllib
 
         deps = tomllib.loads(data.decode())["project"].get("dependencies", [])
         return [str(d) for d in deps]
@@ -110,7 +110,7 @@ def _closure(names: Iterable[str]) -> list[metadata.Distribution]:
         for req in dist.requires or []:
             if "extra ==" in req:
                 continue
-            if ";" in req and "sys_platform == \"win32\"" in req:
+            if ";" in req and 'sys_platform == "win32"' in req:
                 continue
             todo.append(re.split(r"[<>=!~ ;\[(]", req, maxsplit=1)[0])
     return list(seen.values())
@@ -221,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deps-from-site", action="store_true", help="copy installed deps instead of pip")
     parser.add_argument("--no-compile", action="store_true", help="ship sources only (no .pyc)")
     parser.add_argument("--deps-cache", help="reuse/populate this directory of installed deps (speeds rebuilds)")
+    parser.add_argument("--deps-only", action="store_true", help="only populate --deps-cache (vendoring), no archive")
     args = parser.parse_args(argv)
 
     module, _, func = args.entry.partition(":")
@@ -249,6 +250,11 @@ def main(argv: list[str] | None = None) -> int:
             if cache:
                 shutil.rmtree(cache, ignore_errors=True)
                 shutil.copytree(stage, cache)
+        if args.deps_only:
+            if not cache:
+                parser.error("--deps-only needs --deps-cache")
+            log(f"dependencies vendored in {cache}")
+            return 0
         for name in EXPECTED:
             if not os.path.isdir(os.path.join(stage, name)) and not os.path.exists(os.path.join(stage, name + ".py")):
                 raise SystemExit(f"build-zipapp: dependency {name} is missing from the bundle")

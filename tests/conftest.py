@@ -10,6 +10,7 @@ pytest runs on one machine queue instead of trampling each other.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import importlib.util
 import os
 import subprocess
@@ -74,6 +75,21 @@ def prefix(tmp_path) -> str:  # type: ignore[no-untyped-def]
     for d in ("etc/ecs", "var/lib/ecs/data", "var/log/ecs", "var/cache/ecs"):
         os.makedirs(os.path.join(root, d), exist_ok=True)
     return root
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """A bare network namespace (loopback up) for running host-changing actions."""
+    name = f"ecst{os.getpid() % 100000}{next(_ns_counter)}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+_ns_counter = itertools.count()
 
 
 def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1):  # type: ignore[no-untyped-def]

@@ -24,13 +24,17 @@ def cli_env(prefix: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def cli_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "ecs_init", *args]
+def cli_argv(*args: str, netns: str | None = None) -> list[str]:
+    wrapper = ["ip", "netns", "exec", netns] if netns else []
+    return [*wrapper, sys.executable, "-m", "ecs_init", *args]
 
 
-def run_cli(prefix: str, *args: str, timeout: float = 120, **extra: str) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    prefix: str, *args: str, timeout: float = 120, netns: str | None = None, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI; ``netns`` runs it inside that network namespace."""
     return subprocess.run(
-        cli_argv(*args), env=cli_env(prefix, **extra), capture_output=True, text=True, timeout=timeout
+        cli_argv(*args, netns=netns), env=cli_env(prefix, **extra), capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -104,3 +108,66 @@ def init_log(prefix: str) -> str:
             return fh.read()
     except FileNotFoundError:
         return ""
+
+
+class Supervised:
+    """`amazon-ecs-init start` in the background, its output drained (the pipe never fills)."""
+
+    def __init__(self, prefix: str, *, netns: str | None = None, stop_timeout: float = 20.0, **extra: str):
+        import threading
+
+        self.stop_timeout = stop_timeout
+        self.proc = subprocess.Popen(
+            cli_argv("start", netns=netns),
+            env=cli_env(prefix, **extra),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.output: list[str] = []
+        self.reader = threading.Thread(target=self._drain, daemon=True)
+        self.reader.start()
+
+    def _drain(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+
+    def text(self) -> str:
+        return "".join(self.output)
+
+    def wait(self, timeout: float) -> int:
+        code = self.proc.wait(timeout=timeout)
+        self.reader.join(timeout=5)
+        return code
+
+    def terminate(self) -> int:
+        """SIGTERM and wait; AssertionError when it does not exit in time."""
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.wait(self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"`start` did not exit within {self.stop_timeout}s of SIGTERM:\n{self.text()[-3000:]}")
+
+    def __enter__(self) -> Supervised:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.terminate()
+
+
+def tarball_image_id(path: str) -> str:
+    """The image ID a `docker save` archive will load as (sha256 of its config)."""
+    import tarfile
+
+    with tarfile.open(path) as tar:
+        member = tar.extractfile("manifest.json")
+        assert member is not None
+        manifest = json.load(member)
+    return "sha256:" + manifest[0]["Config"].split(".")[0]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import stat
 import time
-from typing import BinaryIO, Optional
+from typing import BinaryIO
 
 from ecs_init.agent_spec import AGENT_IMAGE
 from ecs_init.config import Paths
@@ -20,6 +21,8 @@ STATE_UNCACHED = 0
 STATE_CACHED = 1
 STATE_RELOAD = 2
 MAX_STATE_BYTES = 64
+# desired-image: only its first line matters; a file name is far shorter.
+MAX_LOCATOR_BYTES = 4096
 
 
 class Action(enum.Enum):
@@ -153,31 +156,47 @@ def reload_cache(ctx: HostContext) -> None:
 
 
 def resolve_desired_image(paths: Paths) -> str:
-    """The tarball named by desired-image's first line, confined to the cache dir.
+    """The tarball named by desired-image's first line, confined to the cache dir (SPEC §5).
 
-    Refuses (InitError) an empty locator, an absolute path, anything with a
-    directory part or ``..``, and a file that resolves outside the cache dir.
+    Returns the tarball's resolved path. Raises InitError, with one line
+    naming the reason, when the locator is missing, unreadable, not a
+    regular file or empty (first line blank), or when its first line is not
+    a bare file name (an absolute path, a directory part, ``.``/``..``, a
+    NUL), or names something that resolves outside the cache dir (a symlink
+    leading out) or is not a regular file.
     """
+    locator = paths.desired_image
     try:
-        with open(paths.desired_image, "rb") as fh:
-            raw = fh.read(4096)
+        # O_NONBLOCK: a FIFO planted as the locator must not hang the supervisor.
+        fd = os.open(locator, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as err:
-        raise InitError(f"cannot read {paths.desired_image}: {err.strerror or err}")
-    text = raw.decode("utf-8", errors="replace")
-    first = text.split("\n", 1)[0].strip()
+        raise InitError(f"cannot read the desired-image locator {locator}: {err.strerror or err}")
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InitError(f"refusing the desired-image locator {locator}: not a regular file")
+        raw = os.read(fd, MAX_LOCATOR_BYTES)
+    except OSError as err:
+        raise InitError(f"cannot read the desired-image locator {locator}: {err.strerror or err}")
+    finally:
+        os.close(fd)
+    first = raw.decode("utf-8", errors="replace").split("\n", 1)[0].strip()
     if not first:
-        raise InitError(f"{paths.desired_image} is empty: no image to upgrade to")
-    if "\x00" in first or first.startswith("/") or "/" in first or "\\" in first or first in (".", ".."):
-        raise InitError(f"refusing desired image {first!r}: it must be a file name inside {paths.cache_dir}")
-    candidate = os.path.join(paths.cache_dir, first)
-    cache_real = os.path.realpath(paths.cache_dir)
+        raise InitError(f"the desired-image locator {locator} is empty: no image to upgrade to")
+    cache_dir = paths.cache_dir
+    if "\x00" in first or "/" in first or "\\" in first or first in (".", ".."):
+        raise InitError(f"refusing desired image {first!r}: it must be a file name inside {cache_dir}")
+    candidate = os.path.join(cache_dir, first)
+    cache_real = os.path.realpath(cache_dir)
     target_real = os.path.realpath(candidate)
-    if os.path.dirname(target_real) != cache_real and not target_real.startswith(cache_real + os.sep):
-        raise InitError(f"refusing desired image {first!r}: it resolves outside {paths.cache_dir}")
-    if not os.path.isfile(target_real):
+    if not target_real.startswith(cache_real + os.sep):
+        raise InitError(f"refusing desired image {first!r}: it resolves outside {cache_dir} (to {target_real})")
+    if not os.path.exists(target_real):
         raise InitError(f"desired image {candidate} does not exist")
-    return candidate
+    if not os.path.isfile(target_real):
+        raise InitError(f"refusing desired image {first!r}: {target_real} is not a regular file")
+    return target_real
 
 
-def previous_image(ctx: HostContext) -> Optional[str]:
+def previous_image(ctx: HostContext) -> str | None:
+    """The ID of the image tagged amazon/amazon-ecs-agent:latest now, if any."""
     return ctx.docker.image_id(AGENT_IMAGE)

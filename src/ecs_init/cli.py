@@ -22,10 +22,15 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "post-stop": ("undo the host preparation", "ecs_init.engine:post_stop"),
     "reload-cache": ("load the cached agent tarball into Docker (download it first if missing)", "ecs_init.engine:reload_cache"),
     "version": ("print the version of this program and of the bundled agent", ""),
+    "status": ("show the agent, its supervisor, the image cache and the host rules (--json)", "ecs_init.status:main"),
+    "check": ("check Docker, ecs.config, the cached tarball and the host; PASS/WARN/FAIL (--json)", "ecs_init.check:main"),
+    "render": ("print the agent container config `start` would create, secrets redacted (--json)", "ecs_init.render:main"),
 }
 
 # Actions that only read: they log to the console, not to ecs-init.log.
-READ_ONLY_ACTIONS: set[str] = {"version"}
+READ_ONLY_ACTIONS: set[str] = {"version", "status", "check", "render"}
+# Operator reports: the report goes to stdout; the console log shows warnings and errors only.
+REPORT_ACTIONS: set[str] = {"status", "check", "render"}
 
 
 def usage() -> str:
@@ -72,10 +77,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cfg = Config.load()
     redact.register_secrets(cfg.merged)
     redact.register_secrets(cfg.environ)
-    logsetup.setup(
-        None if action in READ_ONLY_ACTIONS else cfg.paths.init_log,
-        cfg.setting("ECS_LOGLEVEL", "info"),
-    )
+    level = cfg.setting("ECS_LOGLEVEL", "info")
+    if action in REPORT_ACTIONS and level.strip().lower() not in ("error", "crit", "critical", "none"):
+        level = "warn"
+    logsetup.setup(None if action in READ_ONLY_ACTIONS else cfg.paths.init_log, level)
     ctx = HostContext(cfg=cfg)
     log.info("%s (amazon-ecs-init %s)", action, __version__)
     try:

@@ -28,9 +28,12 @@ REQUEST_TIMEOUT = 60
 LOAD_TIMEOUT = 1800
 
 # Errors that mean "the daemon is not there (right now)".
+# A daemon that stops while a long request (wait) is open ends the response
+# mid-body: requests reports that as ChunkedEncodingError.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     requests.exceptions.ConnectionError,
     requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError,
     ConnectionError,
     FileNotFoundError,
 )
@@ -145,9 +148,13 @@ class DockerAdapter:
     def api_version(self) -> str:
         return str(self.api.api_version)
 
-    def reconnect(self, timeout: float) -> None:
-        """After the daemon went away: wait for it again and renew the client."""
-        info = wait_for_daemon(self.base_url, timeout)
+    def reconnect(self, timeout: float, sleep: Callable[[float], None] = time.sleep) -> None:
+        """After the daemon went away: wait for it again and renew the client.
+
+        ``sleep`` lets the caller shorten or interrupt the waits between pings
+        (it may raise to abandon the wait).
+        """
+        info = wait_for_daemon(self.base_url, timeout, sleep=sleep)
         version = negotiate_api_version(str(info.get("ApiVersion", "")), str(info.get("MinAPIVersion", "")))
         try:
             self.api.close()
@@ -161,6 +168,24 @@ class DockerAdapter:
             return bool(self.api.ping())
         except (docker.errors.DockerException, *CONNECTION_ERRORS):
             return False
+
+    def probe(self, timeout: float = 5.0) -> bool:
+        """Ping over a new connection.
+
+        A stopping dockerd closes its listening socket first but keeps serving
+        open keep-alive connections, so ``ping`` on the pooled client can
+        still succeed while the daemon is going away; a new connection cannot.
+        """
+        try:
+            fresh = docker.APIClient(base_url=self.base_url, version=self.api_version, timeout=timeout)
+        except (docker.errors.DockerException, *CONNECTION_ERRORS):
+            return False
+        try:
+            return bool(fresh.ping())
+        except (docker.errors.DockerException, *CONNECTION_ERRORS):
+            return False
+        finally:
+            fresh.close()
 
     # ------------------------------------------------------------ images
 

@@ -48,7 +48,7 @@ TEMP_PREFIX = ".ecs-agent.tar."
 TEMP_SUFFIX = ".download"
 STALE_TEMP_AGE = 15 * 60  # temp files untouched this long are leftovers of a crash
 
-_MD5_RE = re.compile(r"^[0-9a-fA-F]{32}$")
+_MD5_RE = re.compile(r"[0-9a-fA-F]{32}")
 
 
 # ---------------------------------------------------------------- naming
@@ -80,7 +80,7 @@ def parse_md5(data: bytes) -> str:
     """
     text = data.decode("ascii", errors="replace").strip()
     first = text.split()[0] if text else ""
-    if not _MD5_RE.match(first):
+    if not _MD5_RE.fullmatch(first):
         shown = text[:40] + ("..." if len(text) > 40 else "")
         raise ValueError(f"not an MD5 checksum: {shown!r}")
     return first.lower()
@@ -365,7 +365,7 @@ def download_agent(
     """Fetch the agent tarball into the cache (verified, atomic).
 
     Leaves a verified tarball at ``ctx.paths.cache_tarball`` or raises
-    InitError with one line naming the sources tried and the last error.
+    InitError with one line naming each source tried and how it failed.
     Does not touch the cache state file.
     """
     key = artifact_key(version, machine)
@@ -377,17 +377,15 @@ def download_agent(
     _prepare_cache_dir(cache_dir)
     _sweep_stale_temps(cache_dir)
 
-    tried: list[str] = []
-    last = ""
+    failures: list[str] = []
     for source in sources(region, key, endpoint):
-        tried.append(source.describe())
         log.info("downloading the agent from %s", source.url)
         started = time.monotonic()
         try:
             size = fetch_source(source, target, timeout)
         except SourceError as err:
-            last = str(err)
-            log.warning("download from %s failed: %s", source.describe(), last)
+            log.warning("download from %s failed: %s", source.describe(), err)
+            failures.append(f"{source.describe()}: {err}")
             continue
         except LocalError as err:
             raise InitError(f"downloading the agent failed: {err}") from err
@@ -399,7 +397,7 @@ def download_agent(
             target,
         )
         return
-    raise InitError(f"downloading the agent failed: tried {', '.join(tried)}; last error: {last}")
+    raise InitError(f"downloading the agent failed from every source: {'; '.join(failures)}")
 
 
 __all__ = [

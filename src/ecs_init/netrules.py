@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Sequence
 
 CREDENTIALS_IP = "169.254.170.2"
 CREDENTIALS_PORT = 80
@@ -73,7 +73,7 @@ class Settings:
 @dataclass(frozen=True)
 class HostFacts:
     loopback: str = "lo"
-    bridge: Optional[str] = None  # Docker's default bridge interface, if any
+    bridge: str | None = None  # Docker's default bridge interface, if any
     ipv6: bool = False  # /proc/sys/net/ipv6 exists and ip6tables is installed
 
 
@@ -189,11 +189,11 @@ def plan_inserts(plan: Sequence[Rule], present: Sequence[bool]) -> tuple[list[Ru
     return [plan[i] for i in there], list(plan)
 
 
-def _introspection_shape(tokens: list[str]) -> Optional[str]:
+def _introspection_shape(tokens: list[str]) -> str | None:
     """Return the target (ACCEPT/DROP) if ``tokens`` is one of our 51678 rules."""
     rest = list(tokens)
     negated = False
-    iface: Optional[str] = None
+    iface: str | None = None
     for i in range(len(rest) - 1):
         if rest[i] in ("-i", "--in-interface"):
             iface = rest[i + 1]
@@ -215,7 +215,7 @@ def _introspection_shape(tokens: list[str]) -> Optional[str]:
     return None
 
 
-def stale_introspection_rule(line: str) -> Optional[list[str]]:
+def stale_introspection_rule(line: str) -> list[str] | None:
     """If an ``iptables -S`` line is one of our introspection rules, its spec.
 
     ``-A INPUT -i br0 -p tcp -m tcp --dport 51678 -j ACCEPT`` and
@@ -235,7 +235,7 @@ def stale_introspection_rule(line: str) -> Optional[list[str]]:
     return spec
 
 
-def parse_loopback(ip_link_output: str) -> Optional[str]:
+def parse_loopback(ip_link_output: str) -> str | None:
     """The first interface with the LOOPBACK flag in ``ip -o link show`` output."""
     for line in ip_link_output.splitlines():
         parts = line.split(":", 2)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 REDACTED = "<redacted>"
 _SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "AUTH")
@@ -31,6 +32,10 @@ def register_secrets(env: Mapping[str, str]) -> None:
             # Very short values would redact innocent text; they are not secrets worth the noise.
             if is_secret_key(key) and len(value) >= 4:
                 _values.add(value)
+            # Secrets nested in JSON values (ECS_LOG_OPTS={"splunk-token": ...}, labels).
+            for nested in _nested_secrets(_as_json_object(value)):
+                if len(nested) >= 4:
+                    _values.add(nested)
 
 
 def redact_text(text: str, extra: Iterable[str] = ()) -> str:
@@ -53,3 +58,57 @@ class RedactFilter(logging.Filter):
         record.msg = redact_text(message)
         record.args = None
         return True
+
+
+def _as_json_object(value: str) -> Any:
+    text = value.strip()
+    if not text.startswith("{"):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _nested_secrets(doc: Any) -> list[str]:
+    """String values under secret-named keys anywhere in a JSON document."""
+    found: list[str] = []
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            if isinstance(value, str) and is_secret_key(str(key)):
+                found.append(value)
+            else:
+                found.extend(_nested_secrets(value))
+    elif isinstance(doc, list):
+        for item in doc:
+            found.extend(_nested_secrets(item))
+    return found
+
+
+def redact_json(doc: Any) -> Any:
+    """A copy of a JSON document with the values of secret-named keys replaced (recursively)."""
+    if isinstance(doc, dict):
+        return {k: (REDACTED if is_secret_key(str(k)) and v not in ("", None) else redact_json(v)) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [redact_json(item) for item in doc]
+    return doc
+
+
+def redact_value(key: str, value: str) -> str:
+    """One setting's value for display: redacted when the key is secret, or
+    with nested secrets redacted when it is a JSON object (compact JSON)."""
+    if is_secret_key(key):
+        return REDACTED if value else value
+    doc = _as_json_object(value)
+    if isinstance(doc, dict) and _nested_secrets(doc):
+        return json.dumps(redact_json(doc), separators=(",", ":"))
+    return value
+
+
+def redact_env_entries(entries: Iterable[str]) -> list[str]:
+    """``KEY=VALUE`` strings (an Engine API ``Env`` list) with secret values replaced."""
+    out = []
+    for entry in entries:
+        key, sep, value = entry.partition("=")
+        out.append(f"{key}={redact_value(key, value)}" if sep else entry)
+    return out

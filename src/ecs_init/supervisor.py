@@ -38,8 +38,15 @@ BACKOFF_START = 0.5
 BACKOFF_CAP = 15.0
 BACKOFF_JITTER = 0.1
 # An agent that stayed up this long is healthy again: the next crash restarts
-# the backoff at 0.5 s.
+# the backoff at 0.5 s (ECS_INIT_BACKOFF_RESET_SECONDS). The uptime counts
+# from the container's creation, including any Docker outage it survived.
 DEFAULT_BACKOFF_RESET = 60.0
+# While the Docker daemon is away: ping it at least this often (seconds), and
+# wait for it as long as it takes (each ECS_INIT_DOCKER_WAIT_TIMEOUT logs an error).
+RECONNECT_POLL = 1.0
+# The "exit code" of an agent lost with the Docker daemon (gone, or stopped by
+# the daemon's shutdown): restarted by the normal policy, with backoff.
+EXIT_DOCKER_LOST = -1
 # Rollback: an upgraded agent that fails this many times within the window
 # is replaced by the image it upgraded from.
 DEFAULT_ROLLBACK_FAILURES = 3
@@ -66,15 +73,32 @@ def decide(exit_code: int) -> Next:
 
 @dataclass
 class UpgradeWatch:
-    """Tracks an upgraded agent until it proves itself or fails too often."""
+    """Tracks an upgraded agent until it proves itself or fails too often.
+
+    Times come from the supervisor's (monotonic) clock. The upgrade has
+    failed when ``limit`` failures fall within one ``window``; it has proved
+    itself once a whole window has passed since the upgrade and since its
+    last failure.
+    """
 
     previous_image: str
     new_image: str
     started: float
     failures: list[float] = field(default_factory=list)
 
+    def prune(self, now: float, window: float) -> None:
+        """Forget failures older than the window."""
+        self.failures = [t for t in self.failures if now - t <= window]
+
+    def proven(self, now: float, window: float) -> bool:
+        """True when neither the upgrade nor any failure lies within the window."""
+        self.prune(now, window)
+        return not self.failures and now - self.started > window
+
     def record_failure(self, now: float, window: float) -> int:
-        self.failures = [t for t in self.failures if now - t <= window] + [now]
+        """Count a failure at ``now``; return the failures within the window."""
+        self.prune(now, window)
+        self.failures.append(now)
         return len(self.failures)
 
 
@@ -103,6 +127,12 @@ def record_event(ctx: HostContext, kind: str, **details: Any) -> None:
         log.warning("cannot record %s event in %s: %s", kind, path, err)
 
 
+def _event_reason(err: BaseException) -> str:
+    """An error as one line, for the log and the events file."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
 class Supervisor:
     def __init__(
         self,
@@ -124,6 +154,7 @@ class Supervisor:
         self.container_id = ""
         self.last_exit: Optional[int] = None
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        self._stop_thread: Optional[threading.Thread] = None
 
     # ------------------------------------------------------------ reporting
 
@@ -158,7 +189,8 @@ class Supervisor:
                 return
             log.info("received %s: stopping the agent", signal.Signals(signum).name)
             self.stopping.set()
-            threading.Thread(target=self._stop_agent, name="stop-agent", daemon=True).start()
+            self._stop_thread = threading.Thread(target=self._stop_agent, name="stop-agent", daemon=True)
+            self._stop_thread.start()
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
@@ -206,11 +238,23 @@ class Supervisor:
                     break
         finally:
             if self.stopping.is_set():
+                # Let the graceful stop finish before the process exits.
+                if self._stop_thread is not None:
+                    self._stop_thread.join(STOP_GRACE + 5)
                 self.report("stopped", exit_code=0)
         return EXIT_OK
 
     def _run_once(self) -> int:
         """Create and start the agent; wait for it (surviving Docker restarts)."""
+        try:
+            return self._start_and_wait()
+        except CONNECTION_ERRORS as err:
+            if self.stopping.is_set():
+                return 0
+            log.warning("lost the Docker daemon while starting the agent (%s)", _first_line(err))
+            return EXIT_DOCKER_LOST if self._reconnect() else 0
+
+    def _start_and_wait(self) -> int:
         ctx = self.ctx
         engine = ctx.docker
         engine.remove_container(AGENT_NAME)
@@ -233,33 +277,69 @@ class Supervisor:
         return self._wait()
 
     def _wait(self) -> int:
+        """Wait for the agent to exit, surviving the Docker daemon going away.
+
+        With live-restore the container outlives the daemon: once it is back,
+        re-attach (same container). Without it the daemon's shutdown stops the
+        agent; that exit is not the agent's decision, so it is restarted by
+        the normal policy (EXIT_DOCKER_LOST) even when its code was 0.
+        """
         ctx = self.ctx
         while True:
             try:
-                return ctx.docker.wait_container(AGENT_NAME)
+                code = ctx.docker.wait_container(AGENT_NAME)
             except docker_errors.NotFound:
                 log.warning("the agent container disappeared")
-                return -1
+                return EXIT_DOCKER_LOST
             except CONNECTION_ERRORS + (docker_errors.APIError,) as err:
                 if self.stopping.is_set():
                     return 0
-                log.warning("lost the Docker daemon while waiting for the agent (%s); waiting for it to return", err)
-                self.report("docker-lost")
-                try:
-                    ctx.docker.reconnect(self.docker_wait)
-                except DockerUnavailable as gone:
-                    raise InitError(str(gone))
+                log.warning(
+                    "lost the Docker daemon while waiting for the agent (%s); waiting for it to return", _first_line(err)
+                )
+            else:
+                if self.stopping.is_set() or ctx.docker.probe():
+                    return code
+                log.warning("the agent exited (code %d) as the Docker daemon went away; waiting for it to return", code)
+            if not self._reconnect():
+                return 0
+            try:
                 state = ctx.docker.container_state(AGENT_NAME)
-                if state is None:
-                    log.warning("Docker is back; the agent container is gone")
-                    return -1
-                if state.get("State", {}).get("Running"):
-                    log.info("Docker is back; the agent container %s is still running: re-attached", state["Id"][:12])
-                    self.report("running", reattached=True)
-                    continue
-                code = int(state.get("State", {}).get("ExitCode", -1))
-                log.info("Docker is back; the agent had exited with code %d", code)
-                return code
+            except CONNECTION_ERRORS + (docker_errors.APIError,):
+                continue  # gone again: the next wait fails and reconnects
+            if state is None:
+                log.warning("Docker is back; the agent container is gone: restarting it")
+                return EXIT_DOCKER_LOST
+            if state.get("State", {}).get("Running"):
+                log.info("Docker is back; the agent container %s is still running: re-attached", str(state["Id"])[:12])
+                self.report("running", reattached=True)
+                continue
+            code = int(state.get("State", {}).get("ExitCode", -1))
+            if code == EXIT_CLEAN:
+                log.info("Docker is back; the agent was stopped with the daemon: restarting it")
+                return EXIT_DOCKER_LOST
+            log.info("Docker is back; the agent had exited with code %d", code)
+            return code
+
+    def _reconnect(self) -> bool:
+        """Wait for the Docker daemon, as long as it takes; False when told to stop."""
+        self.report("docker-lost")
+
+        def pause(delay: float) -> None:
+            if self.stopping.wait(min(delay, RECONNECT_POLL)):
+                raise _Stopping()
+
+        while not self.stopping.is_set():
+            try:
+                self.ctx.docker.reconnect(self.docker_wait, sleep=pause)
+            except _Stopping:
+                return False
+            except DockerUnavailable as err:
+                log.error("%s; still waiting for it", err)
+                continue
+            log.info("the Docker daemon is back")
+            return True
+        return False
 
     def _log_tail(self) -> None:
         lines = self.ctx.docker.logs_tail(AGENT_NAME, LOG_TAIL_LINES)
@@ -270,59 +350,93 @@ class Supervisor:
     # ------------------------------------------------------------ upgrade/rollback
 
     def _upgrade(self) -> bool:
-        """Load the desired image; False (fall through to backoff) when that fails."""
+        """Exit 42: load the desired image; False (fall through to backoff) when that fails.
+
+        The image tagged latest before the load is remembered so that an
+        upgrade that then fails to stay up can be rolled back.
+        """
         ctx = self.ctx
         try:
             path = cache.resolve_desired_image(ctx.paths)
             previous = cache.previous_image(ctx)
             new_id = cache.load_tarball(ctx, path)
-        except InitError as err:
-            log.error("agent upgrade failed: %s", err)
-            record_event(ctx, "upgrade-failed", reason=str(err))
+        except (InitError, docker_errors.DockerException, *CONNECTION_ERRORS) as err:
+            reason = _event_reason(err)
+            log.error("agent upgrade failed: %s; restarting the agent with the image it had", reason)
+            record_event(ctx, "upgrade-failed", reason=reason)
             return False
-        log.info("agent upgraded: %s -> %s", (previous or "none")[:19], new_id[:19])
-        record_event(ctx, "upgrade", previous=previous, new=new_id, tarball=os.path.basename(path))
-        if previous and previous != new_id:
+        tarball = os.path.basename(path)
+        if previous == new_id:
+            log.warning("agent upgrade from %s did not change the agent image (%s)", tarball, new_id[:19])
+        else:
+            log.info("agent upgraded from %s: %s -> %s", tarball, (previous or "none")[:19], new_id[:19])
+        record_event(ctx, "upgrade", previous=previous, new=new_id, tarball=tarball)
+        if self.rollback_failures <= 0:
+            self.watch = None  # ECS_INIT_ROLLBACK_FAILURES=0: automatic rollback off
+        elif previous and previous != new_id:
             self.watch = UpgradeWatch(previous_image=previous, new_image=new_id, started=self.clock())
+        # else: the same image again; an earlier upgrade's watch (if any) goes on
         self.backoff.reset()
         return True
 
     def _maybe_rollback(self, code: int) -> None:
+        """Count a failure of an upgraded agent; roll back after too many in the window.
+
+        Only exits that reach backoff count, and of those neither 42 (asking
+        for an upgrade is not failing to stay up) nor 0/5 (never reach here).
+        """
         watch = self.watch
-        if watch is None:
+        if watch is None or code in (EXIT_CLEAN, EXIT_TERMINAL, EXIT_UPGRADE):
             return
         now = self.clock()
-        if now - watch.started > self.rollback_window and not watch.failures:
-            self.watch = None  # the upgrade proved itself
+        if watch.proven(now, self.rollback_window):
+            log.info("upgraded agent %s has proved itself: no longer watching it", watch.new_image[:19])
+            self.watch = None
             return
         count = watch.record_failure(now, self.rollback_window)
         log.warning(
-            "upgraded agent %s failed (exit %d): %d of %d failures allowed within %.0fs",
+            "upgraded agent %s failed (exit %d): failure %d of %d within %.0fs before a rollback",
             watch.new_image[:19],
             code,
             count,
             self.rollback_failures,
             self.rollback_window,
         )
-        if count < self.rollback_failures:
-            return
-        self._rollback(watch, code)
+        if count >= self.rollback_failures:
+            self._rollback(watch, code)
 
     def _rollback(self, watch: UpgradeWatch, code: int) -> None:
+        """Tag the remembered image latest again (or reload the cached tarball); log it loudly."""
         ctx = self.ctx
+        self.watch = None
         try:
             ctx.docker.tag_image(watch.previous_image, AGENT_REPOSITORY, AGENT_TAG)
-            how = f"re-tagged {watch.previous_image[:19]}"
-        except docker_errors.APIError as err:
-            log.error("cannot re-tag the previous agent image (%s); reloading the cached tarball", err)
+            how = f"re-tagged the previous image {watch.previous_image[:19]}"
+        except (docker_errors.DockerException, *CONNECTION_ERRORS) as err:
+            log.error(
+                "cannot re-tag the previous agent image %s (%s); reloading the cached tarball",
+                watch.previous_image[:19],
+                _event_reason(err),
+            )
             try:
-                cache.load_tarball(ctx, ctx.paths.cache_tarball)
-                how = "reloaded the cached tarball"
-            except InitError as load_err:
-                log.error("ROLLBACK FAILED: %s", load_err)
-                record_event(ctx, "rollback-failed", reason=str(load_err), failed_image=watch.new_image)
-                self.watch = None
+                restored = cache.load_tarball(ctx, ctx.paths.cache_tarball)
+                if restored == watch.new_image:
+                    raise InitError(f"the cached tarball holds the failed image {restored[:19]} itself")
+            except (InitError, docker_errors.DockerException, *CONNECTION_ERRORS) as load_err:
+                reason = _event_reason(load_err)
+                log.error(
+                    "ROLLBACK FAILED: upgraded agent %s failed %d times within %.0fs and cannot be replaced: %s",
+                    watch.new_image[:19],
+                    len(watch.failures),
+                    self.rollback_window,
+                    reason,
+                )
+                record_event(ctx, "rollback-failed", reason=reason, failed_image=watch.new_image, last_exit_code=code)
                 return
+            how = f"reloaded the cached tarball ({restored[:19]})"
+            restored_image = restored
+        else:
+            restored_image = watch.previous_image
         log.error(
             "ROLLBACK: upgraded agent %s failed %d times within %.0fs (last exit %d); %s as %s",
             watch.new_image[:19],
@@ -333,11 +447,18 @@ class Supervisor:
             AGENT_IMAGE,
         )
         record_event(
-            ctx, "rollback", failed_image=watch.new_image, restored_image=watch.previous_image, last_exit_code=code
+            ctx, "rollback", failed_image=watch.new_image, restored_image=restored_image, last_exit_code=code, how=how
         )
-        self.watch = None
         self.backoff.reset()
 
+
+class _Stopping(Exception):
+    """Raised inside a reconnect wait to abandon it (the supervisor is stopping)."""
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
 def stop_agent(ctx: HostContext, grace: int = STOP_GRACE) -> bool:

@@ -148,8 +148,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def address_string(self) -> str:
         return "unix"
 
+    def version_string(self) -> str:
+        return PLUGIN_NAME
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass  # do_POST logs each request with its Err
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base class signature
         log.debug("http: " + format, *args)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Protocol-level errors (bad request line, headers, ...) as JSON too."""
+        self.close_connection = True
+        try:
+            self._send(code, {"Err": message or explain or f"HTTP error {code}"})
+        except OSError:
+            pass
 
     def _send(self, status: int, payload: dict[str, Any]) -> None:
         data = json.dumps(payload).encode("utf-8")

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from ecs_init.docker_client import Backoff, negotiate_api_version
+from ecs_init.errors import InitError
+from ecs_init.supervisor import Next, decide
+
+
+@pytest.mark.parametrize(
+    "code,step",
+    [(0, Next.STOP), (5, Next.TERMINAL), (42, Next.UPGRADE), (2, Next.RESTART), (1, Next.RESTART), (137, Next.RESTART), (-1, Next.RESTART)],
+)
+def test_exit_code_table(code: int, step: Next) -> None:
+    assert decide(code) is step
+
+
+def test_backoff_doubles_to_cap_with_ten_percent_jitter() -> None:
+    backoff = Backoff(0.5, 15.0, 0.1, rng=random.Random(7))
+    delays = [backoff.next() for _ in range(9)]
+    bases = [0.5, 1, 2, 4, 8, 15, 15, 15, 15]
+    for delay, base in zip(delays, bases):
+        assert base * 0.9 <= delay <= base * 1.1
+    assert len({round(d, 6) for d in delays[5:]}) > 1  # jitter varies
+    backoff.reset()
+    assert 0.45 <= backoff.next() <= 0.55
+
+
+@pytest.mark.parametrize(
+    "server,minimum,chosen",
+    [("1.41", "1.12", "1.41"), ("1.47", "1.24", "1.44"), ("1.44", "", "1.44"), ("1.24", "", "1.24")],
+)
+def test_api_negotiation(server: str, minimum: str, chosen: str) -> None:
+    assert negotiate_api_version(server, minimum) == chosen
+
+
+def test_api_too_old() -> None:
+    with pytest.raises(InitError):
+        negotiate_api_version("1.21")

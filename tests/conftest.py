@@ -41,6 +41,42 @@ def _docker_answers() -> bool:
         return False
 
 
+def _root_netns_snapshot() -> dict[str, object]:
+    """What tests must never change in the root network namespace."""
+
+    def read(path: str) -> str:
+        try:
+            with open(path) as fh:
+                return fh.read().strip()
+        except OSError:
+            return ""
+
+    rules = []
+    for tool in ("iptables-save", "ip6tables-save"):
+        try:
+            out = subprocess.run([tool], capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        rules += [f"{tool}: {line}" for line in out.splitlines() if any(k in line for k in ("169.254.170.2", "51678", "51679"))]
+    return {
+        "route_localnet": read("/proc/sys/net/ipv4/conf/all/route_localnet"),
+        "docker0": os.path.exists("/sys/class/net/docker0"),
+        "ecs_rules": sorted(rules),
+        "lo_route": subprocess.run(
+            ["ip", "route", "show", "169.254.170.2/32", "dev", "lo"], capture_output=True, text=True
+        ).stdout.strip(),
+    }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def root_netns_untouched() -> Iterator[None]:
+    """Fail the run if any test changed the root namespace's rules, sysctl or docker0."""
+    before = _root_netns_snapshot()
+    yield
+    after = _root_netns_snapshot()
+    assert after == before, f"the root network namespace changed during the tests: {before} -> {after}"
+
+
 @pytest.fixture(scope="session")
 def standin_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Every stand-in variant as a tarball (see standin/build.py)."""

@@ -22,7 +22,6 @@ import signal
 import subprocess
 import tempfile
 import time
-from typing import Optional
 
 DOCKERD = shutil.which("dockerd") or "/usr/sbin/dockerd"
 
@@ -40,7 +39,8 @@ class TestDockerd:
         self.config_file = os.path.join(self.root, "daemon.json")
         self.log_path = os.path.join(self.root, "dockerd.log")
         self.live_restore = live_restore
-        self.proc: Optional[subprocess.Popen[bytes]] = None
+        self.bridge = "ecsd" + os.path.basename(self.root)[-8:].replace("_", "")[:8]
+        self.proc: subprocess.Popen[bytes] | None = None
         with open(self.config_file, "w") as fh:
             json.dump({}, fh)
 
@@ -54,18 +54,26 @@ class TestDockerd:
     def argv(self) -> list[str]:
         argv = [
             DOCKERD,
-            "--config-file", self.config_file,
-            "--data-root", self.data_root,
-            "--exec-root", self.exec_root,
-            "--pidfile", self.pidfile,
-            "-H", self.host,
-            "--bridge=none",
+            "--config-file",
+            self.config_file,
+            "--data-root",
+            self.data_root,
+            "--exec-root",
+            self.exec_root,
+            "--pidfile",
+            self.pidfile,
+            "-H",
+            self.host,
+            # Never --bridge=none: dockerd then deletes the host's docker0 at
+            # start-up. A bridge of the test's own keeps docker0 untouched.
+            "--bridge", self.bridge,
             "--iptables=false",
             "--ip6tables=false",
             "--ip-masq=false",
             "--ip-forward=false",
             "--userland-proxy=false",
-            "--cgroup-parent", "/" + os.path.basename(self.root),
+            "--cgroup-parent",
+            "/" + os.path.basename(self.root),
         ]
         if self.live_restore:
             argv.append("--live-restore")
@@ -76,6 +84,8 @@ class TestDockerd:
     def start(self, timeout: float = 60.0) -> None:
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError("test dockerd is already running")
+        if not os.path.exists(f"/sys/class/net/{self.bridge}"):
+            subprocess.run(["ip", "link", "add", self.bridge, "type", "bridge"], check=True)
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -144,6 +154,7 @@ class TestDockerd:
         self.stop()
         self._kill_leftovers()
         self._unmount_all()
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _kill_leftovers(self) -> None:

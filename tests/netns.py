@@ -72,7 +72,7 @@ def sh(argv: Sequence[str], check: bool = True, **kw: object) -> subprocess.Comp
     proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=120, **kw)  # type: ignore[call-overload]
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(argv)}: exit {proc.returncode}: {proc.stderr.strip() or proc.stdout.strip()}")
-    return proc  # type: ignore[no-any-return]
+    return proc
 
 
 class Topology:

@@ -141,9 +141,12 @@ def check_config_file(cf: ConfigFile) -> Check:
     if not cf.present:
         if cf.label == "operator":
             return Check(
-                name, WARN, f"{cf.path} does not exist: the agent uses its defaults (cluster 'default')",
-                f"create {cf.path} with at least ECS_CLUSTER=<your cluster>", {"file": cf.path},
-            )  # fmt: skip
+                name,
+                WARN,
+                f"{cf.path} does not exist: the agent uses its defaults (cluster 'default')",
+                f"create {cf.path} with at least ECS_CLUSTER=<your cluster>",
+                {"file": cf.path},
+            )
         return Check(name, PASS, f"{cf.path} does not exist (nothing set by the platform)", "", {"file": cf.path})
     if not cf.readable:
         return Check(
@@ -152,9 +155,12 @@ def check_config_file(cf: ConfigFile) -> Check:
     if cf.ignored:
         numbers = ", ".join(str(n) for n, _ in cf.ignored)
         return Check(
-            name, WARN, f"{cf.path}: line(s) {numbers} have no '=' and are ignored",
-            "write one KEY=VALUE per line", {"file": cf.path, "lines": [n for n, _ in cf.ignored]},
-        )  # fmt: skip
+            name,
+            WARN,
+            f"{cf.path}: line(s) {numbers} have no '=' and are ignored",
+            "write one KEY=VALUE per line",
+            {"file": cf.path, "lines": [n for n, _ in cf.ignored]},
+        )
     return Check(name, PASS, f"{cf.path}: {len(cf.lines)} setting(s)", "", {"file": cf.path})
 
 
@@ -176,9 +182,12 @@ def check_keys(entries: list[ConfigLine]) -> list[Check]:
         if first != entry.line:
             out.append(
                 Check(
-                    "config.duplicate-key", WARN, f"{entry.key} is set again at {where} (first at line {first}); the last one wins",
-                    f"keep one {entry.key} line", details,
-                )  # fmt: skip
+                    "config.duplicate-key",
+                    WARN,
+                    f"{entry.key} is set again at {where} (first at line {first}); the last one wins",
+                    f"keep one {entry.key} line",
+                    details,
+                )
             )
         if entry.key in KNOWN_KEYS:
             continue
@@ -207,11 +216,13 @@ def check_booleans(entries: list[ConfigLine]) -> list[Check]:
         if parse_bool(entry.value) is None:
             out.append(
                 Check(
-                    "config.boolean", FAIL,
+                    "config.boolean",
+                    FAIL,
                     f"{entry.key}={entry.value!r} at {entry.file}:{entry.line} is not a boolean "
                     "(ecs-init reads it as false, the agent uses its default)",
-                    "use true or false", {"key": entry.key, "file": entry.file, "line": entry.line},
-                )  # fmt: skip
+                    "use true or false",
+                    {"key": entry.key, "file": entry.file, "line": entry.line},
+                )
             )
     if not out:
         out.append(Check("config.boolean", PASS, f"{count} boolean setting(s) parse"))
@@ -242,7 +253,10 @@ def check_labels(cfg: Config) -> Check:
     bad = sorted(k for k, v in value.items() if not isinstance(v, str))
     if bad:
         return Check(
-            name, FAIL, f"ECS_AGENT_LABELS in {where}: value of {', '.join(bad)} is not a string: no labels are set", hint
+            name,
+            FAIL,
+            f"ECS_AGENT_LABELS in {where}: value of {', '.join(bad)} is not a string: no labels are set",
+            hint,
         )
     return Check(name, PASS, f"ECS_AGENT_LABELS: {len(value)} label(s)")
 
@@ -254,10 +268,12 @@ def check_log_driver(cfg: Config) -> Check:
         return Check(name, PASS, "ECS_LOG_DRIVER is not set: json-file")
     if driver not in SUPPORTED_LOG_DRIVERS:
         return Check(
-            name, FAIL,
-            f"ECS_LOG_DRIVER={driver!r} in {_origin(cfg, 'ECS_LOG_DRIVER')} is not supported: json-file is used and ECS_LOG_OPTS dropped",
+            name,
+            FAIL,
+            f"ECS_LOG_DRIVER={driver!r} in {_origin(cfg, 'ECS_LOG_DRIVER')} is not supported: "
+            "json-file is used and ECS_LOG_OPTS dropped",
             f"use one of {', '.join(SUPPORTED_LOG_DRIVERS)}",
-        )  # fmt: skip
+        )
     return Check(name, PASS, f"ECS_LOG_DRIVER={driver} is supported")
 
 
@@ -339,9 +355,12 @@ def check_tarball(ctx: HostContext) -> Check:
         size = os.path.getsize(tarball)
     except FileNotFoundError:
         return Check(
-            name, WARN, f"no cached tarball {tarball}: pre-start will download the agent (needs network access)",
-            "install the ecs-init package's tarball, or make sure this host can reach the download bucket", details,
-        )  # fmt: skip
+            name,
+            WARN,
+            f"no cached tarball {tarball}: pre-start will download the agent (needs network access)",
+            "install the ecs-init package's tarball, or make sure this host can reach the download bucket",
+            details,
+        )
     except OSError as err:
         return Check(name, FAIL, f"cannot read {tarball}: {err.strerror or err}", fresh, details)
     details["bytes"] = size
@@ -358,9 +377,12 @@ def check_tarball(ctx: HostContext) -> Check:
         return Check(name, FAIL, f"{tarball} does not contain {AGENT_IMAGE} (it has {found})", fresh, details)
     state_name = {0: "uncached", 1: "cached", 2: "reload at next pre-start"}.get(state, str(state))
     return Check(
-        name, PASS, f"{human_bytes(size)} docker save archive with {AGENT_IMAGE} (cache state {state}: {state_name})",
-        "", details,
-    )  # fmt: skip
+        name,
+        PASS,
+        f"{human_bytes(size)} docker save archive with {AGENT_IMAGE} (cache state {state}: {state_name})",
+        "",
+        details,
+    )
 
 
 # ---------------------------------------------------------------- disk, tools, cgroup
@@ -378,7 +400,9 @@ def free_space_check(name: str, what: str, path: str, hint: str) -> Check:
     try:
         st = os.statvfs(target)
     except OSError as err:
-        return Check(name, WARN, f"cannot tell the free space of {what} {path}: {err.strerror or err}", "", {"path": path})
+        return Check(
+            name, WARN, f"cannot tell the free space of {what} {path}: {err.strerror or err}", "", {"path": path}
+        )
     free = st.f_bavail * st.f_frsize
     details = {"path": path, "free_bytes": free}
     text = f"{human_bytes(free)} free in {what} {path}"
@@ -413,8 +437,12 @@ def check_tools(ctx: HostContext) -> list[Check]:
         else:
             package = {"iptables": "iptables", "sysctl": "procps", "ip": "iproute2 (iproute)"}[tool]
             out.append(
-                Check(f"tool.{tool}", FAIL, f"{tool} is not on PATH: pre-start cannot prepare the host",
-                      f"install the {package} package")  # fmt: skip
+                Check(
+                    f"tool.{tool}",
+                    FAIL,
+                    f"{tool} is not on PATH: pre-start cannot prepare the host",
+                    f"install the {package} package",
+                )
             )
     return out
 
@@ -425,9 +453,12 @@ def check_cgroup(ctx: HostContext) -> Check:
     details = {"path": mount, "platform": platform.family}
     if not os.path.isdir(mount):
         return Check(
-            "cgroup", FAIL, f"cgroup mountpoint {mount} does not exist ({platform.family} platform)",
-            "mount the cgroup filesystem (the agent binds it as /sys/fs/cgroup)", details,
-        )  # fmt: skip
+            "cgroup",
+            FAIL,
+            f"cgroup mountpoint {mount} does not exist ({platform.family} platform)",
+            "mount the cgroup filesystem (the agent binds it as /sys/fs/cgroup)",
+            details,
+        )
     if not os.path.ismount(mount):
         return Check(
             "cgroup", WARN, f"{mount} exists but is not a mount point", "mount the cgroup filesystem there", details
@@ -450,9 +481,12 @@ def check_docker(cfg: Config) -> tuple[Optional[DockerAdapter], Check]:
     details = {"version": version, "api_version": engine.api_version, "server_api_version": server_api}
     if version_tuple(engine.api_version) < (1, 25):
         return engine, Check(
-            "docker", WARN, f"Docker {version} answers with API {server_api}: too old for --init and task ENIs",
-            "upgrade Docker to a release with API 1.25 or later", details,
-        )  # fmt: skip
+            "docker",
+            WARN,
+            f"Docker {version} answers with API {server_api}: too old for --init and task ENIs",
+            "upgrade Docker to a release with API 1.25 or later",
+            details,
+        )
     return engine, Check("docker", PASS, f"Docker {version} answers, API {engine.api_version}", "", details)
 
 
@@ -469,9 +503,11 @@ def check_introspection(engine: Optional[DockerAdapter]) -> Check:
     doc, error = fetch_metadata()
     if doc is None:
         return Check(
-            name, FAIL, f"the agent runs but {error}",
+            name,
+            FAIL,
+            f"the agent runs but {error}",
             f"look at the agent's log (/var/log/ecs/ecs-agent.log, docker logs {AGENT_NAME})",
-        )  # fmt: skip
+        )
     return Check(name, PASS, f"the agent answers: {doc.get('Version', '?')}, cluster {doc.get('Cluster', '?')}")
 
 
@@ -494,9 +530,11 @@ def run_checks(ctx: HostContext) -> list[Check]:
         checks.append(check_docker_root(engine))
         checks.append(
             free_space_check(
-                "disk.cache", "the cache directory", paths.cache_dir,
+                "disk.cache",
+                "the cache directory",
+                paths.cache_dir,
                 "free space there: the agent tarball and its downloads live in it",
-            )  # fmt: skip
+            )
         )
         checks += check_tools(ctx)
         checks.append(check_cgroup(ctx))

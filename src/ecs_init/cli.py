@@ -22,9 +22,9 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "post-stop": ("undo the host preparation", "ecs_init.engine:post_stop"),
     "reload-cache": ("load the cached agent tarball into Docker (download it first if missing)", "ecs_init.engine:reload_cache"),
     "version": ("print the version of this program and of the bundled agent", ""),
-    "status": ("show the agent, its supervisor, the image cache and the host rules (--json)", "ecs_init.status:main"),
-    "check": ("check Docker, ecs.config, the cached tarball and the host; PASS/WARN/FAIL (--json)", "ecs_init.check:main"),
-    "render": ("print the agent container config `start` would create, secrets redacted (--json)", "ecs_init.render:main"),
+    "status": ("show the agent, its supervisor, the image cache and host rules (--json)", "ecs_init.status:main"),
+    "check": ("check Docker, ecs.config, the cached tarball and the host (--json)", "ecs_init.check:main"),
+    "render": ("print the agent container config that start would create (--json)", "ecs_init.render:main"),
 }
 
 # Actions that only read: they log to the console, not to ecs-init.log.

@@ -6,7 +6,7 @@ import logging
 import os
 from typing import Callable
 
-from ecs_init import apparmor, cache, gpu, hostnet, netfilter
+from ecs_init import apparmor, cache, gpu, hostnet, lock, netfilter, notify
 from ecs_init.context import HostContext
 from ecs_init.errors import InitError
 from ecs_init.supervisor import Supervisor, stop_agent
@@ -47,6 +47,11 @@ POST_STOP_STEPS: tuple[tuple[str, Step], ...] = (
 
 
 def pre_start(ctx: HostContext) -> int:
+    with lock.action_lock(ctx, "pre-start"):
+        return _pre_start(ctx)
+
+
+def _pre_start(ctx: HostContext) -> int:
     for name, step in PRE_START_STEPS:
         log.info("pre-start: %s", name)
         try:
@@ -59,6 +64,11 @@ def pre_start(ctx: HostContext) -> int:
 
 def post_stop(ctx: HostContext) -> int:
     """Undo the host preparation; every step runs even when one fails."""
+    with lock.action_lock(ctx, "post-stop"):
+        return _post_stop(ctx)
+
+
+def _post_stop(ctx: HostContext) -> int:
     failures = []
     for name, step in POST_STOP_STEPS:
         log.info("post-stop: %s", name)
@@ -74,9 +84,22 @@ def post_stop(ctx: HostContext) -> int:
 
 
 def start(ctx: HostContext) -> int:
-    supervisor = Supervisor(ctx)
-    supervisor.install_signal_handlers()
-    return supervisor.run()
+    """Supervise the agent. Locks (see lock.py): the supervisor lock for the
+    whole life (one supervisor at a time); the action lock only until the agent
+    container has been started, so pre-start/post-stop never interleave with
+    the set-up but are not blocked by a long-running supervisor."""
+    with lock.supervisor_lock(ctx):
+        setup = lock.action_lock(ctx, "start").acquire()
+        supervisor = Supervisor(ctx)
+        supervisor.listeners.append(lock.release_when_running(setup))
+        notifier = notify.attach(ctx, supervisor)
+        supervisor.install_signal_handlers()
+        try:
+            return supervisor.run()
+        finally:
+            setup.release()
+            if notifier is not None:
+                notifier.close()
 
 
 def stop(ctx: HostContext) -> int:

@@ -173,7 +173,7 @@ def teardown(ctx: HostContext) -> None:
             failures.append(str(err))
             continue
         if count:
-            log.info("removed %d× rule: %s", count, rule)
+            log.info("removed rule (%d %s): %s", count, "copy" if count == 1 else "copies", rule)
     for family in [IPV4, IPV6] if facts.ipv6 else [IPV4]:
         try:
             _remove_stale(ctx, family)

@@ -88,7 +88,9 @@ def _nested_secrets(doc: Any) -> list[str]:
 def redact_json(doc: Any) -> Any:
     """A copy of a JSON document with the values of secret-named keys replaced (recursively)."""
     if isinstance(doc, dict):
-        return {k: (REDACTED if is_secret_key(str(k)) and v not in ("", None) else redact_json(v)) for k, v in doc.items()}
+        return {
+            k: (REDACTED if is_secret_key(str(k)) and v not in ("", None) else redact_json(v)) for k, v in doc.items()
+        }
     if isinstance(doc, list):
         return [redact_json(item) for item in doc]
     return doc

@@ -93,7 +93,9 @@ def format_human(doc: dict[str, Any]) -> str:
     binds = host.pop("Binds", [])
     lines = [f"Container {doc['name']} from image {body['Image']}"]
     api_note = " (assumed)" if doc["api_version_assumed"] else ""
-    lines.append(f"Docker API {doc['api_version']}{api_note}; secrets {'redacted' if doc['secrets_redacted'] else 'SHOWN'}")
+    lines.append(
+        f"Docker API {doc['api_version']}{api_note}; secrets {'redacted' if doc['secrets_redacted'] else 'SHOWN'}"
+    )
     lines += ["", f"Environment ({len(body['Env'])}, in the order start passes them):"]
     lines += [f"  {entry}" for entry in body["Env"]]
     labels = body.get("Labels") or {}

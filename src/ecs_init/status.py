@@ -54,13 +54,15 @@ CACHE_STATE_NAMES = {cache.STATE_UNCACHED: "uncached", cache.STATE_CACHED: "cach
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as UsageError (exit 1) instead of exiting 2."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         raise UsageError(f"{self.prog}: {message}")
 
 
 def make_parser(action: str, description: str) -> argparse.ArgumentParser:
     parser = _Parser(prog=f"amazon-ecs-init {action}", description=description)
-    parser.add_argument("--json", action="store_true", help="print one JSON document (see the schema in ecs_init/schemas)")
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON document (see the schema in ecs_init/schemas)"
+    )
     return parser
 
 
@@ -90,8 +92,22 @@ def connect_quick(cfg: Config, timeout: float = DOCKER_TIMEOUT) -> DockerAdapter
         chosen = negotiate_api_version(str(info.get("ApiVersion", "")), str(info.get("MinAPIVersion", "")))
         api = docker.APIClient(base_url=base_url, version=chosen, timeout=timeout)
     except (docker.errors.DockerException, *CONNECTION_ERRORS) as err:
-        raise DockerUnavailable(f"Docker at {base_url} does not answer: {one_line(err)}")
+        raise DockerUnavailable(f"Docker at {base_url} does not answer: {connection_problem(err)}")
     return DockerAdapter(api, base_url, info)
+
+
+def connection_problem(err: BaseException) -> str:
+    """A short reason for a failed connection (the SDK's messages nest several exceptions)."""
+    text = str(err)
+    if isinstance(err, FileNotFoundError) or "FileNotFoundError" in text or "No such file" in text:
+        return "no socket at that path"
+    if "Connection refused" in text or "ConnectionRefusedError" in text:
+        return "connection refused"
+    if "timed out" in text.lower() or "timeout" in type(err).__name__.lower():
+        return "timed out"
+    if "Permission denied" in text or "PermissionError" in text:
+        return "permission denied (run as root or as a member of the docker group)"
+    return one_line(err)
 
 
 def one_line(err: BaseException) -> str:
@@ -495,7 +511,9 @@ def format_human(report: dict[str, Any]) -> str:
         lines.append(f"  process:       pid {s['pid']} ({alive}), state {s['state']}, since {s['started_at']}")
         lines.append(f"  restarts:      {s['restarts']} since it started; last agent exit code {s['last_exit_code']}")
         if s["upgrade"]:
-            lines.append(f"  watching an upgrade: {s['upgrade'].get('previous_image')} -> {s['upgrade'].get('new_image')}")
+            lines.append(
+                f"  watching an upgrade: {s['upgrade'].get('previous_image')} -> {s['upgrade'].get('new_image')}"
+            )
     else:
         lines.append(f"  no state file {s['file']}" + (f" ({s['error']})" if s["error"] else ""))
     lines += ["", "Introspection endpoint"]
@@ -519,7 +537,9 @@ def format_human(report: dict[str, Any]) -> str:
     else:
         lines.append("  none" + (f" ({report['last_event_error']})" if report["last_event_error"] else ""))
     lines += ["", "Host network"]
-    lines.append(f"  route_localnet: {n['route_localnet']} ({_yes_no(n['route_localnet_ok'], 'in place', 'NOT in place')})")
+    lines.append(
+        f"  route_localnet: {n['route_localnet']} ({_yes_no(n['route_localnet_ok'], 'in place', 'NOT in place')})"
+    )
     for rule in n["rules"]:
         mark = {True: "present", False: "MISSING", None: "unknown"}[rule["present"]]
         lines.append(f"  [{mark}] {rule['rule']}")

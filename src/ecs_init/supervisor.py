@@ -154,7 +154,7 @@ class Supervisor:
         self.container_id = ""
         self.last_exit: Optional[int] = None
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
-        self._stop_thread: Optional[threading.Thread] = None
+        self._stop_thread: threading.Thread | None = None
 
     # ------------------------------------------------------------ reporting
 
@@ -295,7 +295,8 @@ class Supervisor:
                 if self.stopping.is_set():
                     return 0
                 log.warning(
-                    "lost the Docker daemon while waiting for the agent (%s); waiting for it to return", _first_line(err)
+                    "lost the Docker daemon while waiting for the agent (%s); waiting for it to return",
+                    _first_line(err),
                 )
             else:
                 if self.stopping.is_set() or ctx.docker.probe():

@@ -67,36 +67,6 @@ def write_state(paths: Paths, state: int) -> None:
     atomic_write(paths.cache_state, f"{state}\n")
 
 
-class _Counting:
-    """A read-only file wrapper that counts bytes (for the load progress line)."""
-
-    def __init__(self, fh: BinaryIO, total: int, label: str):
-        self.fh = fh
-        self.total = total
-        self.done = 0
-        self.label = label
-        self.progress = _make_progress(label, total)
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.fh.read(size if size and size > 0 else 1024 * 1024)
-        self.done += len(data)
-        if self.progress is not None:
-            self.progress.update(len(data))
-        return data
-
-    def close_progress(self) -> None:
-        if self.progress is not None:
-            self.progress.close()
-
-
-def _make_progress(label: str, total: int):  # type: ignore[no-untyped-def]
-    try:
-        from ecs_init.progress import Progress
-    except ImportError:
-        return None
-    return Progress(label, total)
-
-
 def load_tarball(ctx: HostContext, path: str, image: str = AGENT_IMAGE) -> str:
     """Stream ``path`` into Docker; return the ID now tagged ``image``.
 
@@ -112,11 +82,15 @@ def load_tarball(ctx: HostContext, path: str, image: str = AGENT_IMAGE) -> str:
         raise ImageLoadError(f"cannot load agent image: cannot read {path}: {err.strerror or err}")
     started = time.monotonic()
     log.info("loading agent image from %s (%d bytes)", path, size)
-    reader = _Counting(fh, size, f"loading {os.path.basename(path)}")
+    from ecs_init.progress import Progress, ProgressReader
+
+    progress = Progress(f"loading {os.path.basename(path)}", size)
+    ok = False
     try:
-        ctx.docker.load_image(reader)  # type: ignore[arg-type]
+        ctx.docker.load_image(ProgressReader(fh, progress))  # type: ignore[arg-type]
+        ok = True
     finally:
-        reader.close_progress()
+        progress.close(ok)
         fh.close()
     image_id = ctx.docker.image_id(image)
     if image_id is None:

@@ -53,7 +53,4 @@ def gpu_devices_appeared(ctx: HostContext, facts: HostFacts) -> Optional[bool]:
         return None
     if facts.gpu_devices:
         return True
-    wait = getattr(gpu, "wait_for_devices", None)
-    if wait is None:
-        return False
-    return bool(wait())
+    return gpu.wait_for_devices()

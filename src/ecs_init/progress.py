@@ -179,7 +179,9 @@ class ProgressReader:
         self.mode = "rb"
 
     def read(self, size: int = -1) -> bytes:
-        data = self._fileobj.read(size if size is not None else -1)
+        # Never the whole file at once: a bare read() gets one chunk, so memory
+        # stays flat whatever the caller does.
+        data = self._fileobj.read(size if size is not None and size > 0 else self.chunk_size)
         if data:
             self.progress.update(len(data))
         return data

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from ecs_init.cmd import Runner
 from ecs_init.config import Config
+from ecs_init.errors import InitError
 
 if TYPE_CHECKING:
     from ecs_init.docker_client import DockerAdapter
@@ -24,6 +25,7 @@ class HostContext:
     runner: Runner = field(default_factory=Runner)
     docker_factory: Optional[Callable[[], DockerAdapter]] = None
     _docker: Optional[DockerAdapter] = None
+    _docker_error: Optional[Exception] = None
 
     @property
     def paths(self):  # type: ignore[no-untyped-def]
@@ -31,11 +33,18 @@ class HostContext:
 
     @property
     def docker(self) -> DockerAdapter:
+        """The connected engine. A failed connect is remembered: one action waits once."""
         if self._docker is None:
-            if self.docker_factory is None:
-                from ecs_init.docker_client import DockerAdapter
+            if self._docker_error is not None:
+                raise self._docker_error
+            try:
+                if self.docker_factory is None:
+                    from ecs_init.docker_client import DockerAdapter
 
-                self._docker = DockerAdapter.connect(self.cfg)
-            else:
-                self._docker = self.docker_factory()
+                    self._docker = DockerAdapter.connect(self.cfg)
+                else:
+                    self._docker = self.docker_factory()
+            except InitError as err:
+                self._docker_error = err
+                raise
         return self._docker

@@ -99,7 +99,8 @@ def _start(prefix: str) -> subprocess.Popen[str]:
     proc = spawn_cli(prefix, "start")
     if wait_metadata(timeout=30) is None:
         _stop(proc)
-        raise AssertionError("the stand-in agent never answered on 51678")
+        output = proc.stdout.read() if proc.stdout else ""
+        raise AssertionError(f"the stand-in agent never answered on 51678; start said:\n{output[-3000:]}")
     return proc
 
 

@@ -25,7 +25,7 @@ bench:               ## benchmark figures (core, download, resilience)
 	.venv/bin/python benchmarks/resilience.py
 
 zipapp:              ## self-contained /usr/libexec/amazon-ecs-init
-	python3 packaging/build-zipapp.py $(OUT)
+	mkdir -p $(OUT) && python3 packaging/build-zipapp.py $(OUT)/amazon-ecs-init
 
 rpm:                 ## RPM package into $(OUT)
 	packaging/build-rpm.sh $(OUT)

@@ -6,8 +6,15 @@
 #        packaging/build-rpm.sh out --define 'amzn 2023'     # Amazon Linux 2023
 #        packaging/build-rpm.sh out --define 'amzn 2'        # Amazon Linux 2
 #        packaging/build-rpm.sh out --with upstart           # upstart job (AL1 style)
-# needs: rpmbuild (Debian: apt-get install rpm), python3, busybox-static.
-# No --nodeps: the spec declares BuildRequires only on RPM distributions.
+# needs: rpmbuild (Debian: apt-get install rpm), python3 >= 3.9, busybox-static.
+#
+# The spec declares BuildRequires only for RPM distributions (%{amzn},
+# %{rhel}, %{fedora}, %{suse_version}); a generic build has none and needs no
+# --nodeps. Building such a flavour on a host whose rpm database owns no
+# packages (Debian, Ubuntu) cannot satisfy them from rpm's view, so this script
+# checks them itself (python3 >= 3.9, busybox; systemd-rpm-macros has no
+# Debian counterpart and is not needed: the spec spells its scriptlets out)
+# and then passes --nodeps.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:?usage: build-rpm.sh OUTDIR [rpmbuild options...]}
@@ -22,6 +29,23 @@ mkdir -p "$top/SOURCES" "$top/SPECS" "$top/BUILD" "$top/RPMS" "$top/SRPMS" "$out
 "$here/stage-source.sh" "$top/stage/amazon-ecs-init-$version"
 tar -C "$top/stage" -czf "$top/SOURCES/amazon-ecs-init-$version.tar.gz" "amazon-ecs-init-$version"
 cp "$spec" "$top/SPECS/"
-rpmbuild -bb --define "_topdir $top" "$@" "$top/SPECS/amazon-ecs-init.spec" >"$top/rpmbuild.log" 2>&1 || {
+
+nodeps=
+if ! rpm -q --quiet rpm 2>/dev/null; then
+    breqs=$(rpmspec -q --buildrequires "$@" "$top/SPECS/amazon-ecs-init.spec" 2>/dev/null || true)
+    if [ -n "$breqs" ]; then
+        python3 -c 'import sys; sys.exit(sys.version_info < (3, 9))' || {
+            echo "build-rpm: python3 >= 3.9 is required" >&2; exit 1; }
+        [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || {
+            echo "build-rpm: busybox-static is required" >&2; exit 1; }
+        echo "build-rpm: the rpm database owns no packages on this host; checked the build requirements" \
+             "($(echo $breqs | tr '\n' ' ')) directly and using --nodeps" >&2
+        nodeps=--nodeps
+    fi
+fi
+rpmbuild -bb $nodeps --define "_topdir $top" "$@" "$top/SPECS/amazon-ecs-init.spec" >"$top/rpmbuild.log" 2>&1 || {
     tail -40 "$top/rpmbuild.log" >&2; echo "build-rpm: rpmbuild failed" >&2; exit 1; }
-for f in "$top"/RPMS/*/*.rpm; do cp "$f" "$out/"; echo "build-rpm: wrote $out/$(basename "$f")" >&2; done
+for f in "$top"/RPMS/*/*.rpm; do
+    cp "$f" "$out/"
+    echo "build-rpm: wrote $out/$(basename "$f")" >&2
+done

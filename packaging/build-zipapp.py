@@ -214,7 +214,7 @@ def write_archive(stage: str, output: str, interpreter: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("output", help="path of the executable to write")
+    parser.add_argument("output", help="path of the executable to write (a directory: DIR/amazon-ecs-init)")
     parser.add_argument("--entry", default=DEFAULT_ENTRY, help=f"module:function (default {DEFAULT_ENTRY})")
     parser.add_argument("--interpreter", default=DEFAULT_INTERPRETER, help=f"shebang (default {DEFAULT_INTERPRETER!r})")
     parser.add_argument("--source", default=os.path.join(ROOT, "src", "ecs_init"), help="the ecs_init package dir")
@@ -227,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     module, _, func = args.entry.partition(":")
     if not module or not func:
         parser.error("--entry must be module:function")
+    if os.path.isdir(args.output) or args.output.endswith("/"):
+        name = "amazon-ecs-volume-plugin" if module.startswith("ecs_init.volume_plugin") else "amazon-ecs-init"
+        args.output = os.path.join(args.output, name)
     mod_file = os.path.join(os.path.dirname(args.source), *module.split(".")) + ".py"
     if not os.path.exists(mod_file):
         log(f"warning: {module} is not in {os.path.dirname(args.source)} (yet); the archive will fail at run time")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import stat
 import sys
 import tarfile
 import time
@@ -115,19 +116,32 @@ def parse_config_lines(path: str, text: str) -> tuple[list[ConfigLine], list[tup
 
 
 def load_config_file(path: str, label: str) -> ConfigFile:
+    """Read an env file like config.read_env_file does, but keep why it could not be read."""
     result = ConfigFile(path=path, label=label)
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_CONFIG_BYTES + 1)
+        # O_NONBLOCK: a FIFO must not hang the check; only regular files are read.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        return result
-    except IsADirectoryError:
-        result.present, result.readable, result.error = True, False, "is a directory"
         return result
     except OSError as err:
         result.present, result.readable, result.error = True, False, str(err.strerror or err)
         return result
     result.present = True
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            result.readable, result.error = False, "is a directory"
+            return result
+        if not stat.S_ISREG(mode):
+            result.readable, result.error = False, "is not a regular file"
+            return result
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as err:
+        result.readable, result.error = False, str(err.strerror or err)
+        return result
+    finally:
+        os.close(fd)
     if len(data) > MAX_CONFIG_BYTES:
         result.readable, result.error = False, f"is larger than {MAX_CONFIG_BYTES} bytes and is ignored"
         return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 import sys
 from typing import Callable, Optional, Sequence
 
@@ -96,6 +97,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log.debug("unexpected error", exc_info=True)
         log.error("%s failed: %s: %s", action, type(err).__name__, str(err).splitlines()[0] if str(err) else "")
         return EXIT_FAILURE
+    finally:
+        if action == "start":
+            # systemd sends SIGTERM after ExecStop; arriving while the
+            # interpreter shuts down it would turn a clean 0 into "killed".
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _takes_args(func: Callable[..., int]) -> bool:

@@ -129,6 +129,8 @@ OWN_KEYS: tuple[str, ...] = (
     "ECS_INIT_ROLLBACK_FAILURES",
     "ECS_INIT_ROLLBACK_WINDOW",
     "ECS_INIT_LOCK_TIMEOUT",
+    "ECS_INIT_READY_URL",
+    "ECS_INIT_READY_TIMEOUT",
 )
 
 KNOWN_KEYS: frozenset[str] = frozenset(AGENT_KEYS + OWN_KEYS)

@@ -305,7 +305,8 @@ def test_check_broken_tarball(prefix: str, standin_dir: str, variant: str, fragm
 RENDER_CONFIG = GOOD_CONFIG + (
     "ECS_ENGINE_AUTH_TYPE=dockercfg\n"
     'ECS_ENGINE_AUTH_DATA={"https://registry.example":{"auth":"c2VjcmV0OnNlY3JldA=="}}\n'
-    "ECS_AGENT_RUN_PRIVILEGED=true\n"
+    # Later lines win: the agent shares the host's PID namespace (Privileged cannot run in this sandbox).
+    "ECS_AGENT_PID_NAMESPACE_HOST=true\n"
 )
 
 
@@ -323,7 +324,7 @@ def test_render_matches_what_start_creates(prefix: str, standin_dir: str, docker
     assert "ECS_ENGINE_AUTH_DATA=<redacted>" in redacted_doc["body"]["Env"]
     human = run_cli(prefix, "render")
     assert human.returncode == 0 and "c2VjcmV0OnNlY3JldA==" not in human.stdout
-    assert "Binds (" in human.stdout and "  Privileged: true" in human.stdout
+    assert "Binds (" in human.stdout and "  PidMode: host" in human.stdout
 
     _load_v1(prefix, standin_dir)
     supervisor = _start(prefix)
@@ -347,7 +348,56 @@ def test_render_matches_what_start_creates(prefix: str, standin_dir: str, docker
     assert host["UsernsMode"] == want["UsernsMode"]
     assert bool(host.get("Init")) == bool(want.get("Init"))
     assert sorted(host["CapAdd"] or []) == sorted(want["CapAdd"])
-    assert host["Privileged"] is want.get("Privileged", False) is True
-    assert (host["PidMode"] or "") == want.get("PidMode", "")
-    assert (host["SecurityOpt"] or []) == want.get("SecurityOpt", [])
-    assert host["LogConfig"] == want["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "8m", "max-file": "2"}}
+    assert host["Privileged"] is want.get("Privileged", False)
+    assert host["PidMode"] == want["PidMode"] == "host"
+    # Docker itself adds label=disable (no SELinux labelling) to containers in the host PID namespace.
+    assert [o for o in host["SecurityOpt"] or [] if o != "label=disable"] == want.get("SecurityOpt", [])
+    assert (
+        host["LogConfig"] == want["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "8m", "max-file": "2"}}
+    )
+
+
+# ---------------------------------------------------------------- status sees the host rules (in a namespace)
+
+
+class _Bridge:
+    """Stands in for the Docker adapter's one question netfilter and status ask."""
+
+    def default_bridge_name(self) -> str:
+        return "docker0"
+
+
+@pytest.mark.netns
+def test_status_sees_rules_and_route_localnet_in_a_namespace(prefix: str) -> None:
+    from ecs_init import netfilter, status
+    from ecs_init.cmd import Runner
+    from ecs_init.config import Config
+    from ecs_init.context import HostContext
+
+    ns = f"ecsops{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
+    try:
+        runner = Runner(prefix=["ip", "netns", "exec", ns])
+        runner.run(["ip", "link", "set", "lo", "up"])
+        cfg = Config.load(environ={"ECS_INIT_PATH_PREFIX": prefix, "PATH": os.environ.get("PATH", "")})
+        ctx = HostContext(cfg=cfg, runner=runner, docker_factory=_Bridge)  # type: ignore[arg-type]
+        engine: Any = _Bridge()
+
+        fresh = status.host_network_part(ctx, engine)
+        assert fresh["route_localnet"] == "0" and fresh["route_localnet_ok"] is False
+        assert fresh["rules"] and all(r["present"] is False for r in fresh["rules"])
+
+        netfilter.setup(ctx)
+        runner.run(["sysctl", "-w", "net.ipv4.conf.all.route_localnet=1"])
+        ready = status.host_network_part(ctx, engine)
+        assert ready["route_localnet_ok"] is True
+        assert [r["present"] for r in ready["rules"]] == [True] * len(ready["rules"])
+        assert any("-i docker0 -j ACCEPT" in r["rule"] for r in ready["rules"])
+
+        # One rule removed by hand: status names exactly that one.
+        runner.run(["iptables", "-t", "nat", "-D", "OUTPUT", "-p", "tcp", "-d", "169.254.170.2", "--dport", "80",
+                    "-j", "REDIRECT", "--to-ports", "51679"])  # fmt: skip
+        missing = [r["rule"] for r in status.host_network_part(ctx, engine)["rules"] if not r["present"]]
+        assert missing == ["iptables -t nat -A OUTPUT -p tcp -d 169.254.170.2 --dport 80 -j REDIRECT --to-ports 51679"]
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)

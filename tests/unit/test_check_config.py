@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tarfile
 
 import pytest
@@ -50,6 +51,19 @@ def test_known_keys_cover_the_shared_list_and_own_settings() -> None:
     assert "ECS_CLUSTER" not in BOOLEAN_KEYS and "ECS_ENABLE_TASK_ENI" in BOOLEAN_KEYS
 
 
+def test_every_own_setting_the_code_reads_is_known() -> None:
+    """Guards against drift: a new ECS_INIT_* setting must not be reported as an unknown key."""
+    src = os.path.join(os.path.dirname(__file__), "..", "..", "src", "ecs_init")
+    names: set[str] = set()
+    for dirpath, _dirs, files in os.walk(src):
+        for name in files:
+            if name.endswith(".py"):
+                with open(os.path.join(dirpath, name)) as fh:
+                    names.update(re.findall(r"\"(ECS_INIT_[A-Z0-9_]+)\"", fh.read()))
+    assert "ECS_INIT_PATH_PREFIX" in names
+    assert sorted(names - KNOWN_KEYS) == []
+
+
 # ---------------------------------------------------------------- parsing with line numbers
 
 
@@ -74,6 +88,20 @@ def test_config_file_that_is_a_directory_fails(tmp_path) -> None:  # type: ignor
     os.makedirs(tmp_path / "etc/ecs/ecs.config")
     result = check.check_config_file(check.load_config_file(str(tmp_path / "etc/ecs/ecs.config"), "operator"))
     assert result.status == "FAIL" and "is a directory" in result.reason
+
+
+def test_config_file_that_is_a_fifo_fails_without_hanging(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    fifo = str(tmp_path / "ecs.config")
+    os.mkfifo(fifo)
+    result = check.check_config_file(check.load_config_file(fifo, "operator"))
+    assert result.status == "FAIL" and "not a regular file" in result.reason
+
+
+def test_oversized_config_file_fails(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    big = tmp_path / "ecs.config"
+    big.write_bytes(b"A=" + b"x" * (1024 * 1024))
+    result = check.check_config_file(check.load_config_file(str(big), "operator"))
+    assert result.status == "FAIL" and "larger than" in result.reason
 
 
 # ---------------------------------------------------------------- keys
@@ -220,11 +248,14 @@ def test_inspect_archive_problems(tmp_path) -> None:  # type: ignore[no-untyped-
     # Truncated: manifest.json written first, then the file cut inside the big layer.
     full = str(tmp_path / "full.tar")
     with tarfile.open(full, "w") as tar:
-        _add(tar, "manifest.json", json.dumps([{"Config": "c.json", "RepoTags": [], "Layers": ["l/layer.tar"]}]).encode())
+        _add(
+            tar, "manifest.json", json.dumps([{"Config": "c.json", "RepoTags": [], "Layers": ["l/layer.tar"]}]).encode()
+        )
         _add(tar, "c.json", b"{}")
         _add(tar, "l/layer.tar", os.urandom(256 * 1024))
     cut = tmp_path / "cut.tar"
-    cut.write_bytes(open(full, "rb").read()[: 128 * 1024])
+    with open(full, "rb") as fh:
+        cut.write_bytes(fh.read(128 * 1024))
     assert "truncated" in check.inspect_archive(str(cut))[1]
 
 
@@ -247,7 +278,10 @@ def test_tarball_check(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert "cache state 1" in good.reason
     _archive(paths.cache_tarball, ["busybox:latest"])
     wrong = check.check_tarball(ctx)
-    assert wrong.status == "FAIL" and "does not contain amazon/amazon-ecs-agent:latest (it has busybox:latest)" in wrong.reason
+    assert (
+        wrong.status == "FAIL"
+        and "does not contain amazon/amazon-ecs-agent:latest (it has busybox:latest)" in wrong.reason
+    )
     with open(paths.cache_tarball, "wb") as fh:
         fh.write(b"junk" * 1000)
     corrupt = check.check_tarball(ctx)

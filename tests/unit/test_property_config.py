@@ -6,7 +6,6 @@ import logging
 import os
 import tempfile
 
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -105,16 +104,6 @@ def test_symlink_to_a_regular_file_elsewhere_is_read(tmp_path) -> None:  # type:
 def test_dangling_symlink_is_empty(tmp_path) -> None:  # type: ignore[no-untyped-def]
     os.symlink(tmp_path / "nowhere", tmp_path / "ecs.config")
     assert read_env_file(str(tmp_path / "ecs.config")) == {}
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads anything")
-def test_unreadable_file_is_logged(tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
-    path = tmp_path / "ecs.config"
-    path.write_text("A=1\n")
-    path.chmod(0)
-    with caplog.at_level(logging.ERROR):
-        assert read_env_file(str(path)) == {}
-    assert "cannot read" in caplog.text
 
 
 @FILE_SETTINGS

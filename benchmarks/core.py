@@ -78,7 +78,9 @@ def bench_start_stop(prefix: str, runs: int) -> dict[str, list[float]]:
     for _ in range(runs):
         rm_agent()
         t0 = time.monotonic()
-        proc = subprocess.Popen(cli(prefix, "start"), env=env_for(prefix), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            cli(prefix, "start"), env=env_for(prefix), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         out["start"].append(wait_answer() - t0)
         time.sleep(0.5)
         out["rss_kb"].append(vm_hwm(proc.pid))
@@ -112,7 +114,9 @@ def bench_big_reload(prefix: str, big_mb: int) -> dict[str, float]:
     with open(os.path.join(cache, "state"), "w") as fh:
         fh.write("2")
     t0 = time.monotonic()
-    proc = subprocess.Popen(cli(prefix, "reload-cache"), env=env_for(prefix), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cli(prefix, "reload-cache"), env=env_for(prefix), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     peak = 0
     while proc.poll() is None:
         try:
@@ -136,7 +140,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--big-mb", type=int, default=512)
     args = parser.parse_args()
-    lock = open("/tmp/ecs-init-tests.docker.lock", "w")
+    lock = open("/tmp/ecs-init-tests.docker.lock", "w")  # noqa: SIM115 - held until exit
     fcntl.flock(lock, fcntl.LOCK_EX)
     prefix = tempfile.mkdtemp(prefix="ecs-init-bench-")
     try:

@@ -10,8 +10,8 @@ pytest runs on one machine queue instead of trampling each other.
 from __future__ import annotations
 
 import fcntl
-import itertools
 import importlib.util
+import itertools
 import os
 import subprocess
 import sys
@@ -57,7 +57,11 @@ def _root_netns_snapshot() -> dict[str, object]:
             out = subprocess.run([tool], capture_output=True, text=True, timeout=30).stdout
         except (OSError, subprocess.TimeoutExpired):
             continue
-        rules += [f"{tool}: {line}" for line in out.splitlines() if any(k in line for k in ("169.254.170.2", "51678", "51679"))]
+        rules += [
+            f"{tool}: {line}"
+            for line in out.splitlines()
+            if any(k in line for k in ("169.254.170.2", "51678", "51679"))
+        ]
     return {
         "route_localnet": read("/proc/sys/net/ipv4/conf/all/route_localnet"),
         "docker0": os.path.exists("/sys/class/net/docker0"),

@@ -137,7 +137,9 @@ def build_env(cfg: Config, facts: HostFacts, gpu_devices_appeared: Optional[bool
     # 3. the instance file, then the operator's file
     instance = dict(cfg.instance)
     if parse_bool(instance.get("ECS_ENABLE_GPU_SUPPORT", "")) and gpu_devices_appeared is False:
-        log.warning("ECS_ENABLE_GPU_SUPPORT=true in %s but no NVIDIA device appeared; dropping it", cfg.paths.instance_config)
+        log.warning(
+            "ECS_ENABLE_GPU_SUPPORT=true in %s but no NVIDIA device appeared; dropping it", cfg.paths.instance_config
+        )
         del instance["ECS_ENABLE_GPU_SUPPORT"]
     env.update(instance)
     env.update(cfg.operator)

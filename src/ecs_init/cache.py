@@ -7,7 +7,6 @@ import logging
 import os
 import stat
 import time
-from typing import BinaryIO
 
 from ecs_init.agent_spec import AGENT_IMAGE
 from ecs_init.config import Paths
@@ -75,7 +74,7 @@ def load_tarball(ctx: HostContext, path: str, image: str = AGENT_IMAGE) -> str:
     """
     try:
         size = os.path.getsize(path)
-        fh = open(path, "rb")
+        fh = open(path, "rb")  # noqa: SIM115 - closed in the finally below
     except IsADirectoryError:
         raise ImageLoadError(f"cannot load agent image: {path} is a directory")
     except OSError as err:

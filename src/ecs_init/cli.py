@@ -21,7 +21,10 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "stop": ("stop the agent container (10 s grace)", "ecs_init.engine:stop"),
     "pre-stop": ("same as stop (kept for upstart jobs)", "ecs_init.engine:stop"),
     "post-stop": ("undo the host preparation", "ecs_init.engine:post_stop"),
-    "reload-cache": ("load the cached agent tarball into Docker (download it first if missing)", "ecs_init.engine:reload_cache"),
+    "reload-cache": (
+        "load the cached agent tarball into Docker (download it first if missing)",
+        "ecs_init.engine:reload_cache",
+    ),
     "version": ("print the version of this program and of the bundled agent", ""),
     "status": ("show the agent, its supervisor, the image cache and host rules (--json)", "ecs_init.status:main"),
     "check": ("check Docker, ecs.config, the cached tarball and the host (--json)", "ecs_init.check:main"),

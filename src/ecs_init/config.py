@@ -204,7 +204,7 @@ def parse_bool(value: str) -> bool | None:
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
-    """"1.41" -> (1, 41); anything unparsable sorts lowest."""
+    """ "1.41" -> (1, 41); anything unparsable sorts lowest."""
     try:
         return tuple(int(part) for part in version.split("."))
     except ValueError:

@@ -104,9 +104,7 @@ def wait_for_daemon(
             last_error = _one_line(err)
         remaining = deadline - clock()
         if remaining <= 0:
-            raise DockerUnavailable(
-                f"Docker daemon at {base_url} did not answer within {timeout:.0f}s: {last_error}"
-            )
+            raise DockerUnavailable(f"Docker daemon at {base_url} did not answer within {timeout:.0f}s: {last_error}")
         delay = min(backoff.next(), remaining)
         if attempt == 1 or attempt % 5 == 0:
             log.warning(

@@ -120,7 +120,9 @@ def test_reload_cache_missing_tarball_is_one_clear_line(prefix: str, docker_lock
     os.makedirs(os.path.join(prefix, "var/cache/ecs/ecs-agent.tar"))
     with open(os.path.join(prefix, "var/cache/ecs/state"), "w") as fh:
         fh.write("1")
-    result = run_cli(prefix, "reload-cache", ECS_INIT_S3_ENDPOINT="http://127.0.0.1:9", ECS_INIT_IMDS_ENDPOINT="http://127.0.0.1:9")
+    result = run_cli(
+        prefix, "reload-cache", ECS_INIT_S3_ENDPOINT="http://127.0.0.1:9", ECS_INIT_IMDS_ENDPOINT="http://127.0.0.1:9"
+    )
     assert result.returncode == 255
     assert "Traceback" not in result.stderr
     assert len([x for x in result.stderr.splitlines() if x.startswith("level=error")]) == 1
@@ -187,7 +189,8 @@ def test_start_creates_the_agent_container_per_spec(prefix: str, standin_dir: st
         ):
             assert bind in binds
         # the agent's log reaches the host through the /log bind, as the seed promises
-        agent_log = open(os.path.join(prefix, "var/log/ecs/ecs-agent.log")).read()
+        with open(os.path.join(prefix, "var/log/ecs/ecs-agent.log")) as fh:
+            agent_log = fh.read()
         assert "env ECS_CLUSTER=spec-test" in agent_log
         assert sup.terminate() == 0
     assert "topsecretauthdata" not in init_log(prefix)
@@ -262,7 +265,11 @@ def test_crash_restarts_with_backoff(prefix: str, standin_dir: str, docker_lock:
     os.unlink(os.path.join(prefix, "var/lib/ecs/data/standin-exit"))
     assert wait_metadata(timeout=20), sup.text()
     assert sup.terminate() == 0
-    delays = [float(line.split("restarting the agent in ")[1].split("s")[0]) for line in sup.text().splitlines() if "restarting the agent in" in line]
+    delays = [
+        float(line.split("restarting the agent in ")[1].split("s")[0])
+        for line in sup.text().splitlines()
+        if "restarting the agent in" in line
+    ]
     assert len(delays) >= 3, sup.text()
     for before, after in zip(delays, delays[1:]):
         assert after > before * 1.5  # doubling, within 10 % jitter

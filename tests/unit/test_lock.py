@@ -49,9 +49,8 @@ def test_second_holder_times_out_with_a_clear_error(tmp_path, caplog) -> None:  
     try:
         second = lock.FileLock(path, "pre-start", timeout=0.3)
         started = time.monotonic()
-        with caplog.at_level(logging.WARNING, logger="ecs_init.lock"):
-            with pytest.raises(lock.LockTimeout) as info:
-                second.acquire()
+        with caplog.at_level(logging.WARNING, logger="ecs_init.lock"), pytest.raises(lock.LockTimeout) as info:
+            second.acquire()
         waited = time.monotonic() - started
         assert 0.25 <= waited < 3
         assert info.value.exit_code == EXIT_FAILURE

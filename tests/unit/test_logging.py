@@ -32,7 +32,8 @@ def test_file_handler_rotates_hourly_keeping_24(tmp_path) -> None:  # type: igno
         logging.getLogger("t").debug("hidden")
         for h in handlers:
             h.flush()
-        text = open(path).read()
+        with open(path) as fh:
+            text = fh.read()
         assert 'msg="hello world"' in text and "hidden" not in text
     finally:
         logsetup.setup(None, "info", console=False)
@@ -44,10 +45,13 @@ def test_secrets_never_logged(tmp_path) -> None:  # type: ignore[no-untyped-def]
     redact.register_secrets({"ECS_ENGINE_AUTH_DATA": '{"https://r":{"auth":"c2VjcmV0"}}', "MY_TOKEN": "tok-123456"})
     logsetup.setup(path, "debug", console=False)
     try:
-        logging.getLogger("t").info("config: %s", 'ECS_ENGINE_AUTH_DATA={"https://r":{"auth":"c2VjcmV0"}} MY_TOKEN=tok-123456')
+        logging.getLogger("t").info(
+            "config: %s", 'ECS_ENGINE_AUTH_DATA={"https://r":{"auth":"c2VjcmV0"}} MY_TOKEN=tok-123456'
+        )
         for h in logging.getLogger().handlers:
             h.flush()
-        text = open(path).read()
+        with open(path) as fh:
+            text = fh.read()
         assert "c2VjcmV0" not in text and "tok-123456" not in text
         assert "<redacted>" in text
     finally:

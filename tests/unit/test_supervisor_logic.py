@@ -11,7 +11,15 @@ from ecs_init.supervisor import Next, decide
 
 @pytest.mark.parametrize(
     "code,step",
-    [(0, Next.STOP), (5, Next.TERMINAL), (42, Next.UPGRADE), (2, Next.RESTART), (1, Next.RESTART), (137, Next.RESTART), (-1, Next.RESTART)],
+    [
+        (0, Next.STOP),
+        (5, Next.TERMINAL),
+        (42, Next.UPGRADE),
+        (2, Next.RESTART),
+        (1, Next.RESTART),
+        (137, Next.RESTART),
+        (-1, Next.RESTART),
+    ],
 )
 def test_exit_code_table(code: int, step: Next) -> None:
     assert decide(code) is step

@@ -87,7 +87,9 @@ class Start:
     def __init__(self, prefix: str, **extra: str):
         self.prefix = prefix
         self.out = open(os.path.join(prefix, "start.out"), "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(cli("start"), env=env_for(prefix, **extra), stdout=self.out, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            cli("start"), env=env_for(prefix, **extra), stdout=self.out, stderr=subprocess.STDOUT
+        )
 
     def status(self) -> dict:  # type: ignore[type-arg]
         try:
@@ -139,7 +141,7 @@ def crash_to_answer(base: str, tarball: str, runs: int) -> tuple[list[float], li
                 fh.write("1")
             wait(lambda: not answers())
             back = wait(answers)
-            wait(lambda: len(events.times) > seen, 10)
+            wait(lambda seen=seen: len(events.times) > seen, 10)  # type: ignore[misc]
             from_die.append(back - events.times[seen])
             from_request.append(back - asked)
     finally:
@@ -155,7 +157,9 @@ def docker_back_to_supervised(base: str, tarball: str, runs: int, live: bool) ->
     daemon = TestDockerd(live_restore=live)
     try:
         daemon.start()
-        subprocess.run(cli("reload-cache"), env=env_for(prefix, DOCKER_HOST=daemon.host), check=True, capture_output=True)
+        subprocess.run(
+            cli("reload-cache"), env=env_for(prefix, DOCKER_HOST=daemon.host), check=True, capture_output=True
+        )
         start = Start(prefix, DOCKER_HOST=daemon.host)
         try:
             wait(answers)
@@ -165,7 +169,10 @@ def docker_back_to_supervised(base: str, tarball: str, runs: int, live: bool) ->
                 daemon.start()
                 back = time.time()  # the daemon answers from here on
                 running = wait(
-                    lambda: start.status().get("state") == "running" and start.status().get("updated_at", 0) >= back,
+                    lambda back=back: (
+                        start.status().get("state") == "running"  # type: ignore[misc]
+                        and start.status().get("updated_at", 0) >= back
+                    ),
                     60,
                 )
                 answered = wait(answers, 60)
@@ -182,7 +189,9 @@ def docker_back_to_supervised(base: str, tarball: str, runs: int, live: bool) ->
 
 
 def fmt(values: list[float]) -> str:
-    return f"median {statistics.median(values):6.3f} s  min {min(values):6.3f}  max {max(values):6.3f}  (n={len(values)})"
+    return (
+        f"median {statistics.median(values):6.3f} s  min {min(values):6.3f}  max {max(values):6.3f}  (n={len(values)})"
+    )
 
 
 def main() -> int:

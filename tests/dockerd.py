@@ -66,7 +66,8 @@ class TestDockerd:
             self.host,
             # Never --bridge=none: dockerd then deletes the host's docker0 at
             # start-up. A bridge of the test's own keeps docker0 untouched.
-            "--bridge", self.bridge,
+            "--bridge",
+            self.bridge,
             "--iptables=false",
             "--ip6tables=false",
             "--ip-masq=false",
@@ -86,11 +87,8 @@ class TestDockerd:
             raise RuntimeError("test dockerd is already running")
         if not os.path.exists(f"/sys/class/net/{self.bridge}"):
             subprocess.run(["ip", "link", "add", self.bridge, "type", "bridge"], check=True)
-        log = open(self.log_path, "ab")
-        try:
+        with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        finally:
-            log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

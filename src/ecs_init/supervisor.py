@@ -43,9 +43,10 @@ BACKOFF_JITTER = 0.1
 DEFAULT_BACKOFF_RESET = 60.0
 # While the Docker daemon is away: ping it at least this often (seconds), and
 # wait for it as long as it takes (each ECS_INIT_DOCKER_WAIT_TIMEOUT logs an error).
-RECONNECT_POLL = 1.0
+RECONNECT_POLL = 0.5
 # The "exit code" of an agent lost with the Docker daemon (gone, or stopped by
-# the daemon's shutdown): restarted by the normal policy, with backoff.
+# the daemon's shutdown): restarted by the normal policy, after the first
+# backoff step (the backoff is reset: the agent did not fail).
 EXIT_DOCKER_LOST = -1
 # Rollback: an upgraded agent that fails this many times within the window
 # is replaced by the image it upgraded from.
@@ -214,7 +215,8 @@ class Supervisor:
                     break
                 self.last_exit = code
                 uptime = self.clock() - started
-                if uptime >= self.backoff_reset:
+                if uptime >= self.backoff_reset or code == EXIT_DOCKER_LOST:
+                    # Healthy for long enough, or taken down by Docker, not by itself.
                     self.backoff.reset()
                 next_step = decide(code)
                 log.info("agent exited with code %d after %.1fs: %s", code, uptime, next_step.value)

@@ -113,7 +113,9 @@ def test_download_on_a_full_disk_keeps_the_old_tarball(small_cache: Paths, tmp_p
     with open(md5_path, "w") as fh:
         fh.write(digest.hexdigest() + "\n")
     key = agent_key()
-    handler = type("Handler", (_Artifacts,), {"files": {f"/{AGENT_BUCKET}/{key}": big, f"/{AGENT_BUCKET}/{key}.md5": md5_path}})
+    handler = type(
+        "Handler", (_Artifacts,), {"files": {f"/{AGENT_BUCKET}/{key}": big, f"/{AGENT_BUCKET}/{key}.md5": md5_path}}
+    )
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:

@@ -52,9 +52,7 @@ def test_start_waits_for_the_lock_then_proceeds(prefix: str) -> None:
 
 
 @pytest.mark.docker
-def test_start_holds_the_setup_lock_only_until_the_agent_runs(
-    prefix: str, standin_dir: str, docker_lock: None
-) -> None:
+def test_start_holds_the_setup_lock_only_until_the_agent_runs(prefix: str, standin_dir: str, docker_lock: None) -> None:
     install_tarball(prefix, os.path.join(standin_dir, "ecs-agent-v1.tar"), state="2")
     assert run_cli(prefix, "reload-cache").returncode == 0
     with Supervised(prefix) as sup:

@@ -125,7 +125,10 @@ def test_status_lines_ready_and_stopping(listener: Listener) -> None:
         hooked.listener("starting", {"restarts": 0})  # unchanged: no second STATUS
         hooked.listener("running", {"container_id": "0123456789abcdef", "restarts": 0})
         first = listener.messages(0.6)
-        assert first == ["STATUS=starting the ECS agent", "STATUS=ECS agent running (container 0123456789ab, restarts 0)"]
+        assert first == [
+            "STATUS=starting the ECS agent",
+            "STATUS=ECS agent running (container 0123456789ab, restarts 0)",
+        ]
         assert not hooked.ready.is_set()  # the agent runs but does not answer yet
         answers.set()
         ready = listener.messages(3, until="READY=1")
@@ -159,7 +162,9 @@ def test_ready_after_the_bounded_wait_when_the_agent_never_answers(listener: Lis
         started = time.monotonic()
         hooked.listener("running", {"container_id": "c", "restarts": 0})
         got = listener.messages(5, until="READY=1")
-        assert got[-1].startswith("READY=1\nSTATUS=ECS agent running; http://127.0.0.1:9/v1/metadata did not answer within")
+        assert got[-1].startswith(
+            "READY=1\nSTATUS=ECS agent running; http://127.0.0.1:9/v1/metadata did not answer within"
+        )
         assert 0.4 <= time.monotonic() - started < 4
     finally:
         hooked.close()

@@ -16,7 +16,9 @@ FILE_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[
 line_chars = st.characters(codec="utf-8", exclude_characters="\n")
 env_lines = st.lists(
     st.one_of(
-        st.tuples(st.text(line_chars, max_size=20), st.text(line_chars, max_size=40)).map(lambda kv: f"{kv[0]}={kv[1]}"),
+        st.tuples(st.text(line_chars, max_size=20), st.text(line_chars, max_size=40)).map(
+            lambda kv: f"{kv[0]}={kv[1]}"
+        ),
         st.text(line_chars, max_size=40),
     ),
     max_size=30,

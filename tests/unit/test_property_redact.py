@@ -28,6 +28,16 @@ def _format(record: logging.LogRecord) -> str:
     return LogfmtFormatter().format(record)
 
 
+def _leaks(secret: str, line: str) -> bool:
+    """Whether ``secret`` is in the line's payload (after ``msg=``), markers aside.
+
+    The fixed parts (``level=info time=...``) and the ``<redacted>`` marker
+    may contain a short secret by coincidence; that is not a leak.
+    """
+    payload = line.split(" msg=", 1)[1].replace("<redacted>", "\x00")
+    return secret in payload
+
+
 def _record(msg: str, args: tuple[object, ...] = (), level: int = logging.INFO) -> logging.LogRecord:
     return logging.LogRecord("ecs_init.test", level, __file__, 1, msg, args, None)
 
@@ -56,7 +66,7 @@ def test_registered_secret_never_in_a_line(key: str, secret: str, before: str, a
     else:
         record = _record("%(k)s", ({"k": before + secret + after},))
     line = _format(record)
-    assert secret not in line
+    assert not _leaks(secret, line), line
     assert "<redacted>" in line
 
 
@@ -66,20 +76,20 @@ def test_every_registered_value_is_redacted_together(env: dict[str, str]) -> Non
     line = _format(_record(" | ".join(f"{k}={v}" for k, v in env.items())))
     for key, value in env.items():
         if redact.is_secret_key(key):
-            assert value not in line
+            assert not _leaks(value, line), line
 
 
 @given(secret=secrets_st)
 def test_a_broken_format_string_does_not_leak(secret: str) -> None:
     register_secrets({"MY_SECRET": secret})
     line = _format(_record("%d items " + secret, ("not-a-number",)))
-    assert secret not in line
+    assert not _leaks(secret, line), line
 
 
 @given(secret=secrets_st)
 def test_secret_nested_in_a_json_setting_is_redacted(secret: str) -> None:
     register_secrets({"ECS_LOG_OPTS": '{"splunk-token": "' + secret + '"}'})
-    assert secret not in _format(_record("log options: splunk-token=" + secret))
+    assert not _leaks(secret, _format(_record("log options: splunk-token=" + secret)))
 
 
 @pytest.mark.xfail(strict=True, reason="LogfmtFormatter appends the debug traceback unredacted (lead: redact the line)")
@@ -89,7 +99,7 @@ def test_secret_in_a_debug_traceback_is_redacted() -> None:
         raise ValueError("connect failed for hunter2-secret")
     except ValueError:
         record = logging.LogRecord("t", logging.DEBUG, __file__, 1, "unexpected error", (), sys.exc_info())
-    assert "hunter2-secret" not in _format(record)
+    assert not _leaks("hunter2-secret", _format(record))
 
 
 @pytest.mark.xfail(strict=True, reason="LogfmtFormatter appends record.fields unredacted (lead: redact the line)")
@@ -97,10 +107,12 @@ def test_secret_in_structured_fields_is_redacted() -> None:
     register_secrets({"MY_SECRET": "hunter2-secret"})
     record = _record("request")
     record.fields = {"auth": "hunter2-secret"}
-    assert "hunter2-secret" not in _format(record)
+    assert not _leaks("hunter2-secret", _format(record))
 
 
-@pytest.mark.xfail(strict=True, reason="redact.register_secrets: RecursionError on a deeply nested JSON value (lead: catch it)")
+@pytest.mark.xfail(
+    strict=True, reason="redact.register_secrets: RecursionError on a deeply nested JSON value (lead: catch it)"
+)
 def test_register_secrets_survives_deep_json() -> None:
     register_secrets({"ECS_LOG_OPTS": '{"a":' * 100_000})
     assert redact.redact_value("ECS_LOG_OPTS", '{"a":' * 100_000)

@@ -15,7 +15,6 @@ import itertools
 import os
 import subprocess
 import sys
-import time
 from typing import Iterator
 
 import pytest
@@ -130,13 +129,3 @@ def netns() -> Iterator[str]:
 
 
 _ns_counter = itertools.count()
-
-
-def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()

@@ -171,3 +171,14 @@ def tarball_image_id(path: str) -> str:
         assert member is not None
         manifest = json.load(member)
     return "sha256:" + manifest[0]["Config"].split(".")[0]
+
+
+def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.1) -> Any:
+    """Poll ``predicate`` until it returns something truthy (returned), or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()

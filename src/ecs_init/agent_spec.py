@@ -161,7 +161,7 @@ def parse_labels(raw: str) -> tuple[dict[str, str], Optional[str]]:
         return {}, None
     try:
         value = json.loads(raw)
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:
         return {}, f"ECS_AGENT_LABELS is not valid JSON ({err}); starting the agent without labels"
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         return {}, "ECS_AGENT_LABELS must be a JSON object of string to string; starting the agent without labels"
@@ -235,7 +235,7 @@ def build_log_config(cfg: Config, warnings: list[str]) -> dict[str, Any]:
             if not isinstance(parsed, dict):
                 raise ValueError("not a JSON object")
             options = {str(k): str(v) for k, v in parsed.items()}
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:
             warnings.append(f"ECS_LOG_OPTS is not a valid JSON object ({err}); ignoring it")
             options = {}
     if driver == "json-file" and not options:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import enum
 import logging
 import os
-import stat
 import time
 
 from ecs_init.agent_spec import AGENT_IMAGE
 from ecs_init.config import Paths
 from ecs_init.context import HostContext
 from ecs_init.errors import ImageLoadError, InitError
-from ecs_init.fsutil import atomic_write
+from ecs_init.fsutil import NotRegularFile, atomic_write, read_regular
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +43,7 @@ def read_state(paths: Paths) -> int:
     try:
         if os.path.getsize(paths.cache_tarball) == 0:
             return STATE_UNCACHED
-        with open(paths.cache_state, "rb") as fh:
-            raw = fh.read(MAX_STATE_BYTES + 1)
+        raw = read_regular(paths.cache_state, MAX_STATE_BYTES + 1)
     except OSError:
         return STATE_UNCACHED
     if not raw or len(raw) > MAX_STATE_BYTES:
@@ -140,18 +138,12 @@ def resolve_desired_image(paths: Paths) -> str:
     """
     locator = paths.desired_image
     try:
-        # O_NONBLOCK: a FIFO planted as the locator must not hang the supervisor.
-        fd = os.open(locator, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        # non-blocking: a FIFO planted as the locator must not hang the supervisor
+        raw = read_regular(locator, MAX_LOCATOR_BYTES)
+    except NotRegularFile:
+        raise InitError(f"refusing the desired-image locator {locator}: not a regular file")
     except OSError as err:
         raise InitError(f"cannot read the desired-image locator {locator}: {err.strerror or err}")
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise InitError(f"refusing the desired-image locator {locator}: not a regular file")
-        raw = os.read(fd, MAX_LOCATOR_BYTES)
-    except OSError as err:
-        raise InitError(f"cannot read the desired-image locator {locator}: {err.strerror or err}")
-    finally:
-        os.close(fd)
     first = raw.decode("utf-8", errors="replace").split("\n", 1)[0].strip()
     if not first:
         raise InitError(f"the desired-image locator {locator} is empty: no image to upgrade to")

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 from dataclasses import dataclass, field
 from typing import Mapping
+
+from ecs_init.fsutil import NotRegularFile, read_regular
 
 log = logging.getLogger(__name__)
 
@@ -159,28 +160,15 @@ def read_env_file(path: str) -> dict[str, str]:
     replaced, NUL bytes end a line, and files over 1 MiB are refused.
     """
     try:
-        # O_NONBLOCK: a FIFO must not hang the open; only regular files are read.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        data = read_regular(path, MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         return {}
+    except NotRegularFile as err:
+        log.error("config file %s; ignoring it", err)
+        return {}
     except OSError as err:
         log.error("cannot read config file %s: %s; ignoring it", path, err.strerror or err)
         return {}
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            log.error("config file %s is a directory; ignoring it", path)
-            return {}
-        if not stat.S_ISREG(mode):
-            log.error("config file %s is not a regular file; ignoring it", path)
-            return {}
-        with os.fdopen(os.dup(fd), "rb") as fh:
-            data = fh.read(MAX_CONFIG_BYTES + 1)
-    except OSError as err:
-        log.error("cannot read config file %s: %s; ignoring it", path, err.strerror or err)
-        return {}
-    finally:
-        os.close(fd)
     if len(data) > MAX_CONFIG_BYTES:
         log.error("config file %s is larger than %d bytes; ignoring it", path, MAX_CONFIG_BYTES)
         return {}

@@ -108,5 +108,6 @@ def stop(ctx: HostContext) -> int:
 
 
 def reload_cache(ctx: HostContext) -> int:
-    cache.reload_cache(ctx)
+    with lock.action_lock(ctx, "reload-cache"):
+        cache.reload_cache(ctx)
     return 0

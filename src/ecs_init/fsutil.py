@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 
 
@@ -25,3 +26,33 @@ def atomic_write(path: str, data: bytes | str, mode: int = 0o644) -> None:
         except OSError:
             pass
         raise
+
+
+class NotRegularFile(OSError):
+    """The path exists but is a directory, FIFO, device or socket."""
+
+
+def read_regular(path: str, limit: int) -> bytes:
+    """Read at most ``limit`` bytes of a regular file, never blocking.
+
+    The open is non-blocking, so a FIFO planted where a file is expected
+    cannot hang the caller; anything but a regular file raises
+    NotRegularFile. Other errors are the usual OSError (FileNotFoundError…).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            raise NotRegularFile(f"{path} is {kind}")
+        chunks = []
+        left = limit
+        while left > 0:
+            chunk = os.read(fd, min(left, 1024 * 1024))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)

@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from ecs_init.redact import RedactFilter
+from ecs_init.redact import RedactFilter, redact_text
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -47,7 +47,8 @@ class LogfmtFormatter(logging.Formatter):
         if isinstance(fields, dict):
             for key, value in fields.items():
                 line += f" {key}={_quote(str(value))}"
-        return line
+        # the whole line, tracebacks and fields included, never carries a secret
+        return redact_text(line)
 
 
 def parse_level(name: str) -> int | None:

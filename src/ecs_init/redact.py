@@ -66,22 +66,29 @@ def _as_json_object(value: str) -> Any:
         return None
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
 def _nested_secrets(doc: Any) -> list[str]:
     """String values under secret-named keys anywhere in a JSON document."""
+    try:
+        return _walk_secrets(doc)
+    except RecursionError:
+        return []
+
+
+def _walk_secrets(doc: Any) -> list[str]:
     found: list[str] = []
     if isinstance(doc, dict):
         for key, value in doc.items():
             if isinstance(value, str) and is_secret_key(str(key)):
                 found.append(value)
             else:
-                found.extend(_nested_secrets(value))
+                found.extend(_walk_secrets(value))
     elif isinstance(doc, list):
         for item in doc:
-            found.extend(_nested_secrets(item))
+            found.extend(_walk_secrets(item))
     return found
 
 
@@ -103,7 +110,10 @@ def redact_value(key: str, value: str) -> str:
         return REDACTED if value else value
     doc = _as_json_object(value)
     if isinstance(doc, dict) and _nested_secrets(doc):
-        return json.dumps(redact_json(doc), separators=(",", ":"))
+        try:
+            return json.dumps(redact_json(doc), separators=(",", ":"))
+        except RecursionError:
+            return REDACTED
     return value
 
 

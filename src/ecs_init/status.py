@@ -28,6 +28,7 @@ from ecs_init.agent_spec import AGENT_IMAGE, AGENT_NAME
 from ecs_init.config import Config
 from ecs_init.context import HostContext
 from ecs_init.errors import CommandError, DockerUnavailable, InitError, UsageError
+from ecs_init.fsutil import read_regular
 
 if TYPE_CHECKING:
     from ecs_init.docker_client import DockerAdapter
@@ -351,8 +352,8 @@ def cache_part(ctx: HostContext) -> dict[str, Any]:
         size = None
     desired: Optional[str] = None
     try:
-        with open(paths.desired_image, "rb") as fh:
-            desired = fh.read(4096).decode("utf-8", errors="replace").split("\n", 1)[0].strip() or None
+        raw = read_regular(paths.desired_image, 4096)
+        desired = raw.decode("utf-8", errors="replace").split("\n", 1)[0].strip() or None
     except OSError:
         pass
     return {

@@ -47,7 +47,9 @@ RECONNECT_POLL = 0.5
 # The "exit code" of an agent lost with the Docker daemon (gone, or stopped by
 # the daemon's shutdown): restarted by the normal policy, after the first
 # backoff step (the backoff is reset: the agent did not fail).
-EXIT_DOCKER_LOST = -1
+EXIT_DOCKER_LOST = -2
+# The "exit code" of an agent container that could not be created or started.
+EXIT_START_FAILED = -1
 # Rollback: an upgraded agent that fails this many times within the window
 # is replaced by the image it upgraded from.
 DEFAULT_ROLLBACK_FAILURES = 3
@@ -132,6 +134,22 @@ def _event_reason(err: BaseException) -> str:
     """An error as one line, for the log and the events file."""
     lines = str(err).strip().splitlines()
     return lines[0] if lines else type(err).__name__
+
+
+def rolled_back_images(ctx: HostContext) -> set[str]:
+    """Image IDs an automatic rollback replaced (from the events file)."""
+    try:
+        with open(events_path(ctx), encoding="utf-8") as fh:
+            events = json.load(fh)
+    except (OSError, ValueError, RecursionError):
+        return set()
+    if not isinstance(events, list):
+        return set()
+    return {
+        str(e["failed_image"])
+        for e in events
+        if isinstance(e, dict) and e.get("event") == "rollback" and e.get("failed_image")
+    }
 
 
 class Supervisor:
@@ -231,7 +249,8 @@ class Supervisor:
                     continue
                 if code == EXIT_DEBUG:
                     self._log_tail()
-                self._maybe_rollback(code)
+                if code != EXIT_DOCKER_LOST:  # a Docker outage is not the upgraded agent's fault
+                    self._maybe_rollback(code)
                 self.restarts += 1
                 delay = self.backoff.next()
                 log.info("restarting the agent in %.2fs", delay)
@@ -273,7 +292,7 @@ class Supervisor:
             raise InitError(f"the agent image {AGENT_IMAGE} is not loaded: run `amazon-ecs-init reload-cache`")
         except docker_errors.APIError as err:
             log.error("cannot start the agent container: %s", err.explanation or err)
-            return -1
+            return EXIT_START_FAILED
         log.info("agent container %s started (%s)", AGENT_NAME, self.container_id[:12])
         self.report("running")
         return self._wait()
@@ -369,6 +388,22 @@ class Supervisor:
             record_event(ctx, "upgrade-failed", reason=reason)
             return False
         tarball = os.path.basename(path)
+        if new_id in rolled_back_images(ctx) and previous and previous != new_id:
+            # The same image was rolled back before: do not loop upgrade -> crash -> rollback.
+            try:
+                ctx.docker.tag_image(previous, AGENT_REPOSITORY, AGENT_TAG)
+            except (docker_errors.DockerException, *CONNECTION_ERRORS) as err:
+                log.error("cannot restore %s after refusing the upgrade: %s", previous[:19], _event_reason(err))
+            log.error(
+                "refusing agent upgrade from %s: image %s was rolled back before; keeping %s "
+                "(remove its rollback entry from %s to allow it again)",
+                tarball,
+                new_id[:19],
+                previous[:19],
+                events_path(ctx),
+            )
+            record_event(ctx, "upgrade-refused", image=new_id, tarball=tarball, kept=previous)
+            return False
         if previous == new_id:
             log.warning("agent upgrade from %s did not change the agent image (%s)", tarball, new_id[:19])
         else:

@@ -10,29 +10,19 @@ the namespace, and every rule pre-start made in it, is deleted afterwards.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import subprocess
 import sys
-import tarfile
 from typing import Iterator
 
 import pytest
-from helpers import ROOT, cli_env, image_id, init_log, remove_agent_image, run_cli
+from helpers import ROOT, cli_env, image_id, init_log, remove_agent_image, run_cli, tarball_image_id
 from imds_stub import ImdsStub
 from s3_stub import S3Stub, agent_key, file_md5
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 _counter = itertools.count()
-
-
-def tarball_image_id(path: str) -> str:
-    with tarfile.open(path) as tar:
-        member = tar.extractfile("manifest.json")
-        assert member is not None
-        manifest = json.load(member)
-    return "sha256:" + manifest[0]["Config"].split(".", 1)[0]
 
 
 def read(path: str) -> bytes:

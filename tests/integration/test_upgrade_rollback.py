@@ -10,15 +10,22 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
-import tarfile
-import threading
 import time
 from typing import Any, Callable, Iterator
 
 import pytest
-from helpers import image_id, init_log, inspect, install_tarball, metadata, run_cli, spawn_cli
+from helpers import (
+    Supervised,
+    image_id,
+    init_log,
+    inspect,
+    install_tarball,
+    metadata,
+    run_cli,
+    tarball_image_id,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -29,15 +36,6 @@ STOP_TIMEOUT = 15.0
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def tarball_image_id(path: str) -> str:
-    """The image ID a `docker save` archive provides (its config's digest)."""
-    with tarfile.open(path) as tar:
-        member = tar.extractfile("manifest.json")
-        assert member is not None
-        manifest = json.load(member)
-    return "sha256:" + manifest[0]["Config"].split(".", 1)[0]
 
 
 def cache_dir(prefix: str) -> str:
@@ -72,16 +70,6 @@ def container_id() -> str | None:
 def running_version() -> str:
     found = metadata()
     return str(found.get("Version", "")) if found else ""
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
 
 
 def wait_serving(version: str, other_than: str | None = None, timeout: float = 30.0) -> str:
@@ -146,36 +134,6 @@ def restart_gap(since: float) -> float:
     pair = wait_until(found, 10)
     assert pair, container_events(since, time.time())
     return float(pair[1] - pair[0]) / 1e9
-
-
-class Supervised:
-    """`start` running in the background, its output drained (the pipe must never fill)."""
-
-    def __init__(self, prefix: str, **env: str):
-        self.proc = spawn_cli(prefix, "start", **env)
-        self.output: list[str] = []
-        self.reader = threading.Thread(target=self._drain, daemon=True)
-        self.reader.start()
-
-    def _drain(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.output.append(line)
-
-    def text(self) -> str:
-        return "".join(self.output)
-
-    def terminate(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError(f"`start` did not exit within {STOP_TIMEOUT}s of SIGTERM:\n{self.text()[-3000:]}")
-        self.reader.join(timeout=5)
-        return code
 
 
 @pytest.fixture

@@ -79,9 +79,6 @@ def _run_bounded(func, timeout: float = 5.0):  # type: ignore[no-untyped-def]
     return (not thread.is_alive()), (box[0] if box else None)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="cache.read_state opens a FIFO state file blocking: hangs (lead: open O_NONBLOCK)"
-)
 def test_read_state_of_a_fifo_does_not_hang(tmp_path) -> None:  # type: ignore[no-untyped-def]
     paths = Paths(prefix=str(tmp_path))
     os.makedirs(paths.cache_dir)

@@ -410,3 +410,21 @@ def test_supervision_loop_upgrades_without_backoff_then_rolls_back(rig: Callable
     # 42: reset, no wait; failure 1: wait; failure 2: rollback resets, then wait
     assert backoff.calls == ["reset", "next", "reset", "next"]
     assert r.kinds() == ["upgrade", "rollback"]
+
+
+def test_an_image_that_was_rolled_back_is_not_upgraded_to_again(rig: Callable[..., Rig]) -> None:
+    r = rig(ECS_INIT_ROLLBACK_FAILURES="1")
+    r.upgraded()
+    r.clock.now += 1
+    r.sup._maybe_rollback(1)
+    assert r.docker.tags[LATEST] == OLD
+    # the restored agent asks for the same bad image again (exit 42)
+    r.desire("ecs-agent-v1.106.0.tar")
+    assert r.sup._upgrade() is False
+    assert r.docker.tags[LATEST] == OLD
+    assert r.sup.watch is None
+    assert r.kinds() == ["upgrade", "rollback", "upgrade-refused"]
+    # a different (fixed) image is accepted
+    r.desire("ecs-agent-v1.106.1.tar", "sha256:" + "c" * 64)
+    assert r.sup._upgrade() is True
+    assert r.docker.tags[LATEST] == "sha256:" + "c" * 64

@@ -260,7 +260,7 @@ def check_labels(cfg: Config) -> Check:
     hint = 'write a JSON object of strings, e.g. ECS_AGENT_LABELS={"team":"infra"}'
     try:
         value = json.loads(raw)
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:
         return Check(name, FAIL, f"ECS_AGENT_LABELS in {where} is not valid JSON ({err}): no labels are set", hint)
     if not isinstance(value, dict):
         return Check(name, FAIL, f"ECS_AGENT_LABELS in {where} is not a JSON object: no labels are set", hint)
@@ -300,7 +300,7 @@ def check_log_opts(cfg: Config) -> Check:
     where = _origin(cfg, "ECS_LOG_OPTS")
     try:
         value = json.loads(raw)
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:
         return Check(name, FAIL, f"ECS_LOG_OPTS in {where} is not valid JSON ({err}): it is ignored", hint)
     if not isinstance(value, dict):
         return Check(name, FAIL, f"ECS_LOG_OPTS in {where} is not a JSON object: it is ignored", hint)
@@ -342,7 +342,7 @@ def inspect_archive(path: str) -> tuple[list[str], str]:
         return [], f"is not a readable tar archive ({err})"
     except OSError as err:
         return [], f"cannot be read ({err.strerror or err})"
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:
         return [], f"has a manifest.json that is not valid JSON ({err})"
     if not isinstance(manifest, list):
         return [], "has a manifest.json that is not a list"

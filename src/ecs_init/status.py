@@ -128,7 +128,7 @@ def fetch_metadata(url: str = METADATA_URL, timeout: float = METADATA_TIMEOUT) -
         return None, f"{url} does not answer within {timeout:g}s ({reason})"
     try:
         doc = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None, f"{url} answered something that is not JSON"
     if not isinstance(doc, dict):
         return None, f"{url} answered JSON that is not an object"
@@ -148,7 +148,7 @@ def read_json_file(path: str) -> tuple[Any, str]:
         return None, f"{path} is larger than {MAX_JSON_BYTES} bytes"
     try:
         return json.loads(raw.decode("utf-8", errors="replace")), ""
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:
         return None, f"{path} is not valid JSON: {err}"
 
 

@@ -31,3 +31,17 @@ def test_version_does_not_import_docker() -> None:
     env = dict(os.environ, PYTHONPATH=src)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
     assert out.strip().endswith("False")
+
+
+def test_deeply_nested_json_in_ecs_config_never_tracebacks(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    os.makedirs(tmp_path / "etc/ecs")
+    deep = "[" * 100000 + "]" * 100000
+    (tmp_path / "etc/ecs/ecs.config").write_text(f'ECS_AGENT_LABELS={deep}\nECS_LOG_OPTS={{"a":{deep}}}\n')
+    src = os.path.dirname(os.path.dirname(cli.__file__))
+    env = dict(
+        os.environ, ECS_INIT_PATH_PREFIX=str(tmp_path), PYTHONPATH=src, DOCKER_HOST="unix:///tmp/no-such-docker.sock"
+    )
+    for action, code in (("render", 0), ("check", 1), ("status", 1)):
+        proc = subprocess.run([sys.executable, "-m", "ecs_init", action], env=env, capture_output=True, text=True)
+        assert proc.returncode == code, (action, proc.stderr)
+        assert "Traceback" not in proc.stdout + proc.stderr

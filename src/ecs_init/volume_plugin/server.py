@@ -118,8 +118,8 @@ def dispatch(reg: Registry, path: str, raw: bytes) -> tuple[int, dict[str, Any]]
     try:
         text = raw.decode("utf-8").strip()
         body = json.loads(text) if text else None
-    except (UnicodeDecodeError, ValueError) as err:
-        return 400, {"Err": f"malformed JSON request: {err}"}
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        return 400, {"Err": f"malformed JSON request: {err or 'nested too deeply'}"}
     if body is None:
         body = {}
     if not isinstance(body, dict):

@@ -78,7 +78,8 @@ def _findings(doc: dict[str, Any], ignore: tuple[str, ...] = ("introspection",))
     ]
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
+def _sigterm_and_wait(proc: subprocess.Popen[str]) -> bool:
+    """SIGTERM the supervisor; True when it exited in time (else it is killed)."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -86,6 +87,12 @@ def _stop(proc: subprocess.Popen[str]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+            return False
+    return True
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    _sigterm_and_wait(proc)
     subprocess.run(["docker", "rm", "-f", "ecs-agent"], capture_output=True)
 
 
@@ -206,15 +213,9 @@ def test_status_running_then_stopped(prefix: str, standin_dir: str, docker_lock:
 
 def _stop_supervisor_only(proc: subprocess.Popen[str]) -> None:
     """SIGTERM the supervisor and wait; the agent container is left (exited) for `status`."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-            subprocess.run(["docker", "rm", "-f", "ecs-agent"], capture_output=True)
-            raise AssertionError("the supervisor did not stop on SIGTERM") from None
+    if not _sigterm_and_wait(proc):
+        subprocess.run(["docker", "rm", "-f", "ecs-agent"], capture_output=True)
+        raise AssertionError("the supervisor did not stop on SIGTERM")
     state = inspect("ecs-agent")
     assert state is None or not state["State"]["Running"], "the agent survived the supervisor's stop"
 

@@ -44,6 +44,7 @@ class FakeEngine:
         self.exit_codes: list[int] = []  # what successive waits return (then 0)
         self.logs: list[LogLine] = []
         self.alive = True  # False: probe() fails and reconnect() raises
+        self.on_exit: Optional[Callable[[int], None]] = None  # called with each exit code a wait returns
         self.calls: list[str] = []
         self.tag_calls: list[tuple[str, str, str]] = []
         self.loaded: list[str] = []
@@ -173,6 +174,8 @@ class FakeEngine:
         state = self._container(name)["State"]
         code = self.exit_codes.pop(0) if self.exit_codes else 0
         state.update(Status="exited", Running=False, ExitCode=code)
+        if self.on_exit is not None:
+            self.on_exit(code)
         return code
 
     def stop_container(self, name: str, grace: int = STOP_GRACE, timeout: Optional[float] = None) -> bool:

@@ -250,7 +250,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def supervisor_part(ctx: HostContext) -> dict[str, Any]:
-    from ecs_init.supervisor import status_path
+    from ecs_init.events import status_path
 
     path = status_path(ctx)
     doc, error = read_json_file(path)
@@ -328,7 +328,7 @@ def cache_part(ctx: HostContext) -> dict[str, Any]:
 
 
 def last_event_part(ctx: HostContext) -> tuple[Optional[dict[str, Any]], Optional[str]]:
-    from ecs_init.supervisor import events_path
+    from ecs_init.events import events_path
 
     doc, error = read_json_file(events_path(ctx))
     if isinstance(doc, list):

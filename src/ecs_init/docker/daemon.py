@@ -15,7 +15,7 @@ from ecs_init.docker.errors import EngineError, EngineUnavailable
 
 log = logging.getLogger(__name__)
 
-PING_TIMEOUT = 10.0  # one attempt while waiting for the daemon to come up
+PING_TIMEOUT = 5.0  # one attempt while waiting for the daemon to come up (a live one answers at once)
 
 
 def negotiate_api_version(server_max: str, server_min: str = "") -> str:

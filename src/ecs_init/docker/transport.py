@@ -168,7 +168,7 @@ class _Connection:
     def timed_out(self) -> EngineUnavailable:
         self.close()
         return EngineUnavailable(
-            f"Docker at {self.host} does not answer: no answer within {self.deadline.timeout:g}s ({self.what})"
+            f"Docker at {self.host} does not answer: no answer within {self.deadline.timeout:.3g}s ({self.what})"
         )
 
     def connect(self, path: str) -> None:
@@ -284,7 +284,7 @@ def request(
     ``SEND_CHUNK`` bytes at a time. The caller closes the response.
     """
     path = socket_path(host)
-    conn = _Connection(host, f"{method} {target.split('?', 1)[0]}", _Deadline(timeout), idle)
+    conn = _Connection(host, f"{method} {_unversioned(target)}", _Deadline(timeout), idle)
     conn.connect(path)
     lines = [f"{method} {target} HTTP/1.1", "Host: docker", "User-Agent: amazon-ecs-init", "Connection: close"]
     for name, value in (headers or {}).items():
@@ -312,6 +312,15 @@ def request(
     except BaseException:  # e.g. the request body's file cannot be read: never leak the socket
         conn.close()
         raise
+
+
+def _unversioned(target: str) -> str:
+    """``/v1.41/containers/x/stop?t=10`` -> ``/containers/x/stop`` (for messages)."""
+    path = target.split("?", 1)[0]
+    version, sep, rest = path[2:].partition("/")
+    if path.startswith("/v") and sep and version.replace(".", "").isdigit():
+        return "/" + rest
+    return path
 
 
 def _send_chunked(conn: _Connection, stream: Readable) -> None:

@@ -44,7 +44,8 @@ HTTP_CLIENTS = {"http.client", "ssl", "email", "email.parser", "urllib.request"}
 REPORTS = {"ecs_init.status", "ecs_init.check", "ecs_init.render", "jsonschema"}
 HOST_PREP = {"ecs_init.apparmor", "ecs_init.gpu", "ecs_init.nvml", "ecs_init.hostnet", "ecs_init.netfilter",
              "ecs_init.netrules", "ecs_init.hostfacts"}  # fmt: skip
-AGENT = {"ecs_init.supervisor", "ecs_init.cache", "ecs_init.progress", "ecs_init.download", "ecs_init.imds"}
+AGENT = {"ecs_init.supervisor", "ecs_init.upgrade", "ecs_init.cache", "ecs_init.progress", "ecs_init.download",
+         "ecs_init.imds"}  # fmt: skip
 
 DENY: dict[str, set[str]] = {
     "version": EVERYWHERE | HTTP_CLIENTS | REPORTS | HOST_PREP | AGENT | {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 
 
 def atomic_write(path: str, data: bytes | str, mode: int = 0o644) -> None:
@@ -12,6 +11,8 @@ def atomic_write(path: str, data: bytes | str, mode: int = 0o644) -> None:
     payload = data.encode("utf-8") if isinstance(data, str) else data
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
+    import tempfile  # here, not at the top: actions that never write (stop) need not load it
+
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as fh:

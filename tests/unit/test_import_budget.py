@@ -52,7 +52,9 @@ DENY: dict[str, set[str]] = {
         "logging", "socket", "json", "subprocess", "ecs_init.docker", "ecs_init.docker.client",
         "ecs_init.docker.transport", "ecs_init.engine", "ecs_init.config", "ecs_init.notify",
     },  # fmt: skip
-    "stop": EVERYWHERE | HTTP_CLIENTS | REPORTS | HOST_PREP | AGENT | {"ecs_init.notify", "ecs_init.lock"},
+    "stop": EVERYWHERE | HTTP_CLIENTS | REPORTS | HOST_PREP | AGENT | {
+        "ecs_init.notify", "ecs_init.lock", "subprocess", "shutil", "tempfile",  # stop runs no command, writes no file
+    },  # fmt: skip
     "start": EVERYWHERE | HTTP_CLIENTS | REPORTS | {"ecs_init.notify", "ecs_init.download", "ecs_init.imds",
                                                      "ecs_init.netfilter", "ecs_init.hostnet"},  # fmt: skip
     # the readiness probe is urllib.request (and so http.client): only here

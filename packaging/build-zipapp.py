@@ -241,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         if cache and os.path.isdir(os.path.join(cache, "docker")):
             log(f"reusing dependencies from {cache}")
             shutil.copytree(cache, stage, dirs_exist_ok=True)
+        elif not requirements:
+            log("no runtime dependencies: bundling this program's code only")
         else:
             ok = False
             if not args.deps_from_site:
@@ -258,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error("--deps-only needs --deps-cache")
             log(f"dependencies vendored in {cache}")
             return 0
-        for name in EXPECTED:
+        for name in EXPECTED if requirements else ():
             if not os.path.isdir(os.path.join(stage, name)) and not os.path.exists(os.path.join(stage, name + ".py")):
                 raise SystemExit(f"build-zipapp: dependency {name} is missing from the bundle")
         add_source(stage, args.source)

@@ -235,3 +235,14 @@ def test_start_speaks_the_negotiated_version_and_adapts_the_container(
     assert created[0].query == {"name": "ecs-agent"}
     assert ("Init" in body["HostConfig"]) is init
     assert f"ECS_ENABLE_TASK_ENI={eni}" in body["Env"]
+
+
+def test_post_stop_through_the_cli_exits_0_when_steps_fail(tmp_path: Any) -> None:
+    """No sysctl/ip/iptables on PATH: each failing step is one error line, the exit is 0 (SPEC §5 Beyond)."""
+    env = dict(os.environ, ECS_INIT_PATH_PREFIX=str(tmp_path), PYTHONPATH=f"{ROOT}/src", PATH="/nonexistent")
+    proc = subprocess.run([sys.executable, "-m", "ecs_init", "post-stop"], env=env, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("level=error")]
+    assert any("post-stop: loopback routing failed" in line for line in errors), proc.stderr
+    assert "post-stop: done with" in errors[-1] and "Traceback" not in proc.stderr

@@ -160,8 +160,9 @@ class StubEngine:
             return handler(request)
         if request.path == "/version":
             return Reply(200, {"Version": "stub", "ApiVersion": self.api_version, "MinAPIVersion": self.min_api})
-        if request.path == "/_ping":
-            return Reply(200, "OK")
+        if request.path == "/_ping":  # engines of API 1.25 and later name their version here
+            modern = tuple(int(p) for p in self.api_version.split(".")) >= (1, 25)
+            return Reply(200, "OK", headers={"Api-Version": self.api_version} if modern else {})
         return Reply(404, {"message": f"page not found: {request.method} {request.path}"})
 
 

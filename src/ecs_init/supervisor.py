@@ -118,7 +118,7 @@ class Supervisor(Upgrades):
             **info,
         }
         try:
-            atomic_write(status_path(self.ctx), json.dumps(doc))
+            atomic_write(status_path(self.ctx), json.dumps(doc), durable=False)
         except OSError as err:
             log.debug("cannot write supervisor status: %s", err)
         for listener in self.listeners:

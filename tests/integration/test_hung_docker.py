@@ -89,7 +89,7 @@ def test_stop_gives_up_within_20s_when_the_stop_request_hangs(prefix: str, hung:
 def test_start_waits_for_a_hung_daemon_without_spinning(prefix: str, hung: StubEngine) -> None:
     took, code, _, err = timed(prefix, "start", DOCKER_HOST=hung.host, ECS_INIT_DOCKER_WAIT_TIMEOUT="8")
     assert 7 < took < 14 and code == 255, err
-    assert "waiting for the Docker daemon" in err and "no answer within 5s (GET /version)" in err
+    assert "waiting for the Docker daemon" in err and "no answer within 5s (GET /_ping)" in err
     (line,) = errors(err)
     assert "did not answer within 8s" in line and "does not answer" in line
     assert hung.connections <= 3  # each attempt waits out its own timeout, then backs off

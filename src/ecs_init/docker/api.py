@@ -49,7 +49,8 @@ class Engine(Protocol):
 
     @property
     def server_version(self) -> Mapping[str, Any]:
-        """The engine's ``/version`` answer (Version, ApiVersion, MinAPIVersion, …)."""
+        """What the engine told of its version: ``ApiVersion`` always; the whole ``/version``
+        answer (Version, MinAPIVersion, …) for the operator commands' quick clients."""
         ...
 
     def probe(self, timeout: Optional[float] = None) -> bool:

@@ -282,7 +282,7 @@ def connect(
     """Wait up to ``wait`` seconds for the daemon, then a client speaking the negotiated version."""
     info = wait_for_daemon(host, wait, sleep=sleep, attempt_timeout=attempt_timeout)
     client = EngineClient(host, info, timeout=timeout)
-    log.debug("connected to Docker %s at %s, API %s", info.get("Version"), host, client.api_version)
+    log.debug("connected to Docker at %s, API %s", host, client.api_version)
     return client
 
 

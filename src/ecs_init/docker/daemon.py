@@ -52,6 +52,26 @@ def server_version(host: str, timeout: float) -> dict[str, Any]:
     return doc
 
 
+def ping_version(host: str, timeout: float) -> dict[str, Any]:
+    """The daemon's API version from ``GET /_ping`` (its ``Api-Version`` header), else from /version.
+
+    /_ping is what the daemon answers cheapest: /version also asks containerd
+    and runs ``runc --version`` and ``docker-init --version`` (~20 ms here).
+    Engines too old to send the header are asked /version.
+    """
+    resp = transport.request(host, "GET", "/_ping", timeout=timeout)
+    api = resp.headers.get("api-version", "")
+    try:
+        if resp.status != 200:
+            raise error_of(resp)
+        resp.read_all(1024)
+    finally:
+        resp.close()
+    if api:
+        return {"ApiVersion": api}
+    return server_version(host, timeout)
+
+
 def wait_for_daemon(
     host: str,
     timeout: float,
@@ -59,7 +79,7 @@ def wait_for_daemon(
     clock: Callable[[], float] = time.monotonic,
     attempt_timeout: float = PING_TIMEOUT,
 ) -> dict[str, Any]:
-    """Ask ``host`` for its /version until it answers; raise EngineUnavailable after ``timeout``.
+    """Ping ``host`` until it answers; its API version (``ping_version``); EngineUnavailable after ``timeout``.
 
     A daemon that accepts connections but never answers costs one
     ``attempt_timeout`` per attempt; attempts back off (1 s doubling to 10 s).
@@ -71,7 +91,7 @@ def wait_for_daemon(
     while True:
         attempt += 1
         try:
-            return server_version(host, max(0.1, min(attempt_timeout, deadline - clock())))
+            return ping_version(host, max(0.1, min(attempt_timeout, deadline - clock())))
         except EngineError as err:
             last_error = str(err)
         remaining = deadline - clock()

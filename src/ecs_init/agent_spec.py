@@ -16,9 +16,7 @@ from ecs_init.config import Config, Platform, parse_bool, version_tuple
 
 log = logging.getLogger(__name__)
 
-AGENT_NAME = "ecs-agent"
-AGENT_IMAGE = "amazon/amazon-ecs-agent:latest"
-AGENT_REPOSITORY, AGENT_TAG = AGENT_IMAGE.rsplit(":", 1)
+from ecs_init.agent import AGENT_IMAGE, AGENT_NAME  # noqa: E402 - the container's identity (one place)
 
 DEFAULT_CREDENTIALS_FETCHER_SOCKET = "/var/credentials-fetcher/socket/credentials_fetcher.sock"
 DEFAULT_APPARMOR_PROFILE = "ecs-agent-default"

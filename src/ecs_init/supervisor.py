@@ -18,8 +18,8 @@ from dataclasses import asdict
 from typing import Any, Callable, Optional
 
 from ecs_init import agent_stop, cache, hostfacts
-from ecs_init.agent_codes import EXIT_CLEAN, EXIT_DEBUG, EXIT_TERMINAL, EXIT_UPGRADE
-from ecs_init.agent_spec import AGENT_IMAGE, AGENT_NAME, build_spec
+from ecs_init.agent import AGENT_IMAGE, AGENT_NAME, EXIT_CLEAN, EXIT_DEBUG, EXIT_TERMINAL, EXIT_UPGRADE
+from ecs_init.agent_spec import build_spec
 from ecs_init.backoff import Backoff
 from ecs_init.context import HostContext
 from ecs_init.docker.api import STOP_GRACE

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Optional
 
 from ecs_init import cache
-from ecs_init.agent_codes import EXIT_CLEAN, EXIT_TERMINAL, EXIT_UPGRADE
-from ecs_init.agent_spec import AGENT_IMAGE, AGENT_REPOSITORY, AGENT_TAG
+from ecs_init.agent import AGENT_IMAGE, AGENT_REPOSITORY, AGENT_TAG, EXIT_CLEAN, EXIT_TERMINAL, EXIT_UPGRADE
 from ecs_init.context import HostContext
 from ecs_init.docker.errors import EngineError
 from ecs_init.errors import InitError, first_line

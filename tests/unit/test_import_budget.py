@@ -53,7 +53,8 @@ DENY: dict[str, set[str]] = {
         "ecs_init.docker.transport", "ecs_init.engine", "ecs_init.config", "ecs_init.notify",
     },  # fmt: skip
     "stop": EVERYWHERE | HTTP_CLIENTS | REPORTS | HOST_PREP | AGENT | {
-        "ecs_init.notify", "ecs_init.lock", "subprocess", "shutil", "tempfile",  # stop runs no command, writes no file
+        "ecs_init.agent_spec", "ecs_init.apparmor_profile", "ecs_init.notify", "ecs_init.lock",
+        "subprocess", "shutil", "tempfile",  # stop runs no command and writes no file
     },  # fmt: skip
     "start": EVERYWHERE | HTTP_CLIENTS | REPORTS | {"ecs_init.notify", "ecs_init.download", "ecs_init.imds",
                                                      "ecs_init.netfilter", "ecs_init.hostnet"},  # fmt: skip
@@ -129,7 +130,7 @@ def test_the_stop_path_is_the_engine_client_and_little_else(tmp_path: object, st
     ours = sorted(m for m in modules if m.startswith("ecs_init"))
     assert ours == [
         "ecs_init",
-        "ecs_init.agent_spec",
+        "ecs_init.agent",
         "ecs_init.agent_stop",
         "ecs_init.backoff",
         "ecs_init.cli",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import random
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    import random
 
 
 class Backoff:
@@ -14,7 +16,11 @@ class Backoff:
         self.cap = cap
         self.jitter = jitter
         self.current = start
-        self.rng = rng or random.Random()
+        if rng is None:
+            import random  # here: `stop` reaches a live daemon without ever backing off
+
+            rng = random.Random()
+        self.rng = rng
 
     def next(self) -> float:
         base = self.current

@@ -54,7 +54,7 @@ DENY: dict[str, set[str]] = {
     },  # fmt: skip
     "stop": EVERYWHERE | HTTP_CLIENTS | REPORTS | HOST_PREP | AGENT | {
         "ecs_init.agent_spec", "ecs_init.apparmor_profile", "ecs_init.notify", "ecs_init.lock",
-        "subprocess", "shutil", "tempfile",  # stop runs no command and writes no file
+        "subprocess", "shutil", "tempfile", "random",  # stop runs no command, writes no file, never backs off
     },  # fmt: skip
     "start": EVERYWHERE | HTTP_CLIENTS | REPORTS | {"ecs_init.notify", "ecs_init.download", "ecs_init.imds",
                                                      "ecs_init.netfilter", "ecs_init.hostnet"},  # fmt: skip

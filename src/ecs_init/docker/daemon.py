@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from ecs_init.backoff import Backoff
 from ecs_init.config import version_tuple
@@ -85,7 +85,7 @@ def wait_for_daemon(
     ``attempt_timeout`` per attempt; attempts back off (1 s doubling to 10 s).
     """
     deadline = clock() + timeout
-    backoff = Backoff(1.0, 10.0, 0.2)
+    backoff: Optional[Backoff] = None
     attempt = 0
     last_error = ""
     while True:
@@ -100,4 +100,5 @@ def wait_for_daemon(
         if attempt == 1 or attempt % 5 == 0:
             log.warning("waiting for the Docker daemon at %s (attempt %d, %.0fs left): %s",
                         host, attempt, remaining, last_error)  # fmt: skip
+        backoff = backoff or Backoff(1.0, 10.0, 0.2)
         sleep(min(backoff.next(), remaining))

@@ -263,14 +263,15 @@ def big_reload(b: Bench, big_mb: int, runs: int) -> dict[str, Any]:
     os.replace(tar, small)
     try:
         t0 = time.monotonic()
-        standin.build("v1", tar, pad_bytes=big_mb * 1024 * 1024)
+        big_id = standin.build("v1", tar, pad_bytes=big_mb * 1024 * 1024)
         built = time.monotonic() - t0
         size = os.path.getsize(tar)
         out: dict[str, list[float]] = {"ours": [], "ours_rss": [], "docker": [], "docker_rss": []}
         for i in range(runs):
             order = ("ours", "docker") if i % 2 == 0 else ("docker", "ours")
             for who in order:
-                subprocess.run(["docker", "rmi", "-f", IMAGE], capture_output=True)
+                # by ID: untagging alone would leave the layers, and the next load would skip them
+                subprocess.run(["docker", "rmi", "-f", IMAGE, big_id], capture_output=True)
                 if who == "ours":
                     write_state(b.prefix, "2")
                     wall, rss = b.ours("reload-cache")
@@ -279,6 +280,7 @@ def big_reload(b: Bench, big_mb: int, runs: int) -> dict[str, Any]:
                 out[who].append(wall)
                 out[f"{who}_rss"].append(rss)
     finally:
+        subprocess.run(["docker", "rmi", "-f", big_id], capture_output=True)
         os.replace(small, tar)
     return {"size_mb": size / 2**20, "build_s": built, "runs": out}
 

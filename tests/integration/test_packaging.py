@@ -1,12 +1,10 @@
-"""The RPM and Debian packages of SPEC §12, built here and inspected, then run.
+"""The RPM and Debian packages of SPEC §12, built here and inspected.
 
 Both packages are built once per module (packaging/build-rpm.sh and
-packaging/build-deb.sh, with the Python dependencies vendored once). The
-.deb is unpacked into a temporary root, its post-install scriptlet is run
-against that root, and the packaged unit's commands are executed the way
-systemd runs them (tests/systemd_exec.py) with the installed zipapp,
-ECS_INIT_PATH_PREFIX at the root, inside a fresh network namespace, against
-the real Docker engine.
+packaging/build-deb.sh, with the Python dependencies vendored once), their
+metadata and scriptlets inspected, and the .deb's zipapp run from an
+unpacked tree. Installing the .deb with dpkg and running it under the real
+systemd is tests/integration/test_systemd_real.py.
 """
 
 from __future__ import annotations
@@ -14,10 +12,8 @@ from __future__ import annotations
 import io
 import json
 import os
-import pathlib
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -25,20 +21,18 @@ import zipfile
 from typing import Iterator
 
 import pytest
-from helpers import inspect, metadata, tarball_image_id, wait_metadata
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-import systemd_exec as sx  # noqa: E402
+import unit_file as uf  # noqa: E402
 
 pytestmark = [pytest.mark.slow]
 
 PKG = os.path.join(ROOT, "packaging")
 PROGRAM = "/usr/libexec/amazon-ecs-init"
 AGENT_TAR = "/var/cache/ecs/ecs-agent-v1.105.1.tar"
-AGENT_CREDENTIALS_PORT = 51679
 HAS_PLUGIN = os.path.exists(os.path.join(ROOT, "src/ecs_init/volume_plugin/server.py"))
 
 
@@ -231,7 +225,7 @@ def test_rpm_flavours(flavour: str, args: tuple[str, ...], vendor: str, tmp_path
     tree.mkdir()
     sh("sh", "-c", f"rpm2archive - < '{path}' | tar -xzf -", cwd=str(tree))
     if flavour == "amzn":
-        unit = sx.parse_unit(str(tree / "usr/lib/systemd/system/ecs.service"))
+        unit = uf.parse_unit(str(tree / "usr/lib/systemd/system/ecs.service"))
         assert unit.words("Unit", "After") == ["docker.service", "cloud-final.service"]
         assert unit.values("Unit", "Wants") == ["docker.service"]
     else:
@@ -329,66 +323,6 @@ def test_installed_zipapp_is_self_contained(installed: str, tmp_path) -> None:  
     assert not [n for n in names if n.endswith((".so", ".pyd"))]
     usage = subprocess.run([program], cwd=str(tmp_path), env=env, capture_output=True, text=True)
     assert usage.returncode == 1 and "pre-start" in usage.stdout + usage.stderr
-
-
-@pytest.mark.docker
-@pytest.mark.netns
-def test_installed_package_runs_the_unit_against_docker(
-    installed: str, deb: str, netns: str, docker_lock: None, tmp_path: pathlib.Path
-) -> None:
-    root = str(tmp_path / "root")
-    shutil.copytree(installed, root, symlinks=True)
-    post = sh("dpkg-deb", "-I", deb, "postinst")
-    _run_scriptlet(post, root, tmp_path, "configure", "")
-    with open(root + "/etc/ecs/ecs.config", "w") as fh:
-        fh.write("ECS_CLUSTER=from-package-test\n")
-    unit = sx.parse_unit(root + "/lib/systemd/system/ecs.service")
-    runner = sx.ServiceRunner(
-        unit,
-        path_map={PROGRAM: root + PROGRAM},
-        root=root,
-        base_env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "ECS_INIT_PATH_PREFIX": root, "ECS_LOGLEVEL": "debug"},
-        wrapper=["ip", "netns", "exec", netns],
-        timeout=120,
-    )
-    seen: dict[str, object] = {}
-
-    def probe() -> None:
-        seen["metadata"] = wait_metadata(timeout=60)
-        seen["container"] = inspect("ecs-agent")
-        seen["rules"] = _iptables(netns)
-
-    run = runner.cycle(stop_after=1.0, before_stop=probe)
-    assert [s.phase for s in run.steps] == ["ExecStartPre", "ExecStart", "ExecStop", "ExecStopPost"]
-    rcs = {s.phase: s.returncode for s in run.steps}
-    assert rcs["ExecStartPre"] == rcs["ExecStop"] == rcs["ExecStopPost"] == 0
-    # `start` exits 0 once `stop` has stopped the agent; if it is still tearing
-    # down when systemd sends SIGTERM after ExecStop, that is a clean end too
-    assert rcs["ExecStart"] in (0, -signal.SIGTERM)
-    assert run.result == "success"
-    assert not run.restart
-    meta = seen["metadata"]
-    assert isinstance(meta, dict), "the packaged agent never answered /v1/metadata"
-    assert "v1.105.1" in json.dumps(meta)
-    container = seen["container"]
-    assert isinstance(container, dict)
-    assert container["Image"] == tarball_image_id(root + AGENT_TAR)
-    assert "ECS_CLUSTER=from-package-test" in container["Config"]["Env"]
-    with open(root + "/var/cache/ecs/state") as fh:
-        assert fh.read().strip() == "1"  # the packaged tarball (state 2) was loaded
-    state = inspect("ecs-agent")
-    assert state is None or not state["State"]["Running"]
-    assert metadata() is None
-    with open(root + "/var/log/ecs/ecs-init.log") as fh:
-        log = fh.read()
-    assert "pre-start" in log and "post-stop" in log
-    # pre-start's netfilter rules lived in the test's namespace only, and post-stop removed them
-    assert str(AGENT_CREDENTIALS_PORT) in str(seen["rules"])
-    assert str(AGENT_CREDENTIALS_PORT) not in _iptables(netns)
-
-
-def _iptables(netns: str) -> str:
-    return subprocess.run(["ip", "netns", "exec", netns, "iptables-save"], capture_output=True, text=True).stdout
 
 
 def test_tar_members_of_bundled_agent(installed: str) -> None:

@@ -827,6 +827,7 @@ def test_dpkg_remove_keeps_configuration_and_data_purge_removes_everything(deb_a
     _program_created(dpkg_root)
     out = dpkg_root.dpkg("-r", "amazon-ecs-init")
     assert _not_empty_warnings(out) == [], out
+    assert "deb-systemd-invoke stop ecs.service" in dpkg_root.calls()  # post-stop cleans the host up
     for kept in ("/etc/ecs/ecs.config", "/etc/ecs/ecs.config.json", "/var/lib/ecs/ecs-init-events.json",
                  "/var/log/ecs/ecs-init.log", "/var/lib/ecs/data/agent.db"):  # fmt: skip
         assert os.path.exists(dpkg_root.path(kept)), kept

@@ -112,8 +112,10 @@ def packages(tmp_path_factory: pytest.TempPathFactory, standin_dir: str) -> Pack
 
 
 def install(host: sh.SystemdHost, deb: str) -> str:
+    """``dpkg -i``; its output (stdout and stderr)."""
     host.put(deb, "/tmp/package.deb")
-    return host.exec("dpkg", "-i", "/tmp/package.deb", timeout=300).stdout
+    proc = host.exec("dpkg", "-i", "/tmp/package.deb", timeout=300)
+    return proc.stdout + proc.stderr
 
 
 def seed(host: sh.SystemdHost, tarball: str) -> None:
@@ -137,6 +139,8 @@ def host(
         machine.write(DROPIN, f"[Service]\nEnvironment=ECS_INIT_PATH_PREFIX={machine.prefix}\n")
         machine.systemctl("daemon-reload")
         install(machine, packages.docker_stub)
+        if sh.imports_docker_sdk(os.path.join(ROOT, "src", "ecs_init")):
+            machine.add_python_packages(sh.DOCKER_SDK)  # until the Engine client lands
         install(machine, packages.default)
         seed(machine, os.path.join(standin_dir, "ecs-agent-v1.tar"))
         yield machine
@@ -171,6 +175,21 @@ def start(host: sh.SystemdHost) -> dict[str, str]:
 def agent_id() -> str:
     container = inspect("ecs-agent")
     return str(container["Id"]) if container and container["State"]["Running"] else ""
+
+
+def new_agent(host: sh.SystemdHost, old: str, timeout: float = 60) -> str:
+    """The ID of the running agent container once it is not ``old`` (fails with the unit's journal)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = agent_id()
+        if current not in ("", old):
+            return current
+        time.sleep(0.2)
+    containers = docker("ps", "-a", "--filter", "name=ecs-agent", "--format", "{{.ID}} {{.Status}}", check=False)
+    raise AssertionError(
+        f"no new agent container within {timeout}s (old {old[:12]}; now: {containers!r}); the unit:\n"
+        f"{host.show(UNIT, *PROPS)}\n{host.journal_text(UNIT)[-4000:]}"
+    )
 
 
 def ours(host: sh.SystemdHost) -> list[dict[str, Any]]:
@@ -291,8 +310,7 @@ def test_agent_exit_1_is_restarted_in_place_by_the_supervisor(host: sh.SystemdHo
     state = start(host)
     first = agent_id()
     agent_data(host, "standin-exit-once", "1")
-    second = wait_until(lambda: (agent_id() not in ("", first)) and agent_id(), timeout=30)
-    assert second, "the supervisor never started a new agent container"
+    second = new_agent(host, first)
     assert wait_metadata(timeout=30)
     after = host.show(UNIT, *PROPS)
     assert after["MainPID"] == state["MainPID"]  # the same `start` process: restarted in place
@@ -319,8 +337,8 @@ def test_killed_supervisor_is_restarted_by_systemd(host: sh.SystemdHost) -> None
     after = host.wait_unit(UNIT, lambda s: s["NRestarts"] == "1" and s["SubState"] == "running", 30)
     assert (after["ActiveState"], after["NRestarts"]) == ("active", "1"), after
     assert after["MainPID"] != state["MainPID"]
-    second = wait_until(lambda: agent_id() not in ("", first) and agent_id(), timeout=30)
-    assert second and wait_metadata(timeout=30)
+    second = new_agent(host, first)
+    assert wait_metadata(timeout=30)
     assert INTROSPECTION_DROP in host.iptables_save()  # pre-start ran again
     entries = ours(host)
     assert not any('msg="stop (' in e["MESSAGE"] for e in entries)
@@ -443,13 +461,52 @@ def test_settings_from_ecs_config_reach_the_unit_through_environment_files(host:
 
 # ------------------------------------------------ 6: upgrade and purge
 
+PLUGIN_SOCKET = "/run/docker/plugins/amazon-ecs-volume-plugin.sock"
+ACTIVATE = (
+    "import socket, sys\n"
+    "s = socket.socket(socket.AF_UNIX)\n"
+    "s.settimeout(20)\n"
+    f"s.connect({PLUGIN_SOCKET!r})\n"
+    "s.sendall(b'POST /Plugin.Activate HTTP/1.0\\r\\nContent-Length: 2\\r\\n\\r\\n{}')\n"
+    "data = b''\n"
+    "while True:\n"
+    "    chunk = s.recv(65536)\n"
+    "    if not chunk:\n"
+    "        break\n"
+    "    data += chunk\n"
+    "sys.stdout.write(data.decode())\n"
+)
+# What the package and the program create on a host that ran the agent.
+CREATED = (
+    "/etc/ecs/ecs.config",
+    "/etc/ecs/ecs.config.json",
+    "/var/cache/ecs/state",
+    "/var/log/ecs/ecs-init.log",
+    "/var/log/ecs/ecs-agent.log",
+    "/var/lib/ecs/data",
+    "/var/run/ecs-init",
+    "/mnt/ecs/ebs",
+)
+GONE_AFTER_PURGE = ("/etc/ecs", "/var/cache/ecs", "/var/log/ecs", "/var/lib/ecs", "/var/run/ecs-init", "/mnt/ecs")
+
+
+def activate_volume_plugin(host: sh.SystemdHost) -> str:
+    """Plugin.Activate through the socket systemd listens on; the plugin service's MainPID."""
+    answer = host.exec("python3", "-c", ACTIVATE).stdout
+    assert '"VolumeDriver"' in answer, answer
+    state = host.show("amazon-ecs-volume-plugin.service", "ActiveState", "MainPID")
+    assert state["ActiveState"] == "active", state
+    return state["MainPID"]
+
 
 def test_upgrade_under_a_running_service_then_remove_and_purge(
     host: sh.SystemdHost, packages: Packages, tmp_path: Any
 ) -> None:
-    # first install: enabled (starts at boot), not started by dpkg
+    # first install: ecs enabled (starts at boot) but not started; the volume plugin's socket listens
     assert host.systemctl("is-enabled", UNIT, check=False).stdout.strip() == "enabled"
     assert host.show(UNIT, "ActiveState")["ActiveState"] == "inactive"
+    assert host.systemctl("is-active", "amazon-ecs-volume-plugin.socket", check=False).stdout.strip() == "active"
+    plugin_pid = activate_volume_plugin(host)  # socket activation starts the plugin
     host.write("/etc/ecs/ecs.config", "ECS_CLUSTER=upgrade-test\n", mode="0600")
     state = start(host)
     running = agent_id()
@@ -465,9 +522,12 @@ def test_upgrade_under_a_running_service_then_remove_and_purge(
     subprocess.run(["docker", "cp", "-L", f"{host.id}:{CACHED_TARBALL}", copy], check=True, timeout=120)
     assert tarball_image_id(copy) == packages.upgrade_image
     assert host.read("/etc/ecs/ecs.config") == "ECS_CLUSTER=upgrade-test\n"
+    # the volume plugin was restarted on the new version
+    plugin = host.show("amazon-ecs-volume-plugin.service", "ActiveState", "MainPID")
+    assert plugin["ActiveState"] == "active" and plugin["MainPID"] not in ("0", plugin_pid), plugin
     # the supervisor started from the old package still works after its files were replaced
     agent_data(host, "standin-exit-once", "1")
-    assert wait_until(lambda: agent_id() not in ("", running), timeout=30)
+    new_agent(host, running)
     assert wait_metadata(timeout=30)
     assert host.show(UNIT, "MainPID")["MainPID"] == state["MainPID"]
 
@@ -477,26 +537,25 @@ def test_upgrade_under_a_running_service_then_remove_and_purge(
     meta = wait_metadata(timeout=60)
     assert meta and "v1.106.0" in meta["Version"] and meta["Cluster"] == "upgrade-test"
     assert (host.read(STATE) or "").strip() == "1"
+    assert [path for path in CREATED if not host.exists(path)] == []
 
-    # remove: the service is stopped and cleaned up, the operator's configuration stays
-    host.exec("dpkg", "-r", PACKAGE, timeout=300)
-    assert host.show(UNIT, "LoadState")["LoadState"] == "not-found"
+    # remove: the service is stopped and cleaned up; configuration and the agent's state stay
+    host.write("/var/lib/ecs/data/agent.db", "the agent's state\n")
+    proc = host.exec("dpkg", "-r", PACKAGE, timeout=300)
+    assert "warning" not in (proc.stdout + proc.stderr).lower(), proc.stdout + proc.stderr
+    for unit in (UNIT, "amazon-ecs-volume-plugin.socket", "amazon-ecs-volume-plugin.service"):
+        assert host.show(unit, "LoadState")["LoadState"] == "not-found", unit
     assert agent_id() == "" and metadata() is None
     assert ecs_rules(host) == []
     assert not host.exists(PROGRAM)
     assert host.read("/etc/ecs/ecs.config") == "ECS_CLUSTER=upgrade-test\n"
+    assert host.read("/var/lib/ecs/data/agent.db") == "the agent's state\n"
 
-    # purge: configuration, cache and the program's own state go too (Debian policy)
-    out = host.exec("dpkg", "--purge", PACKAGE, timeout=300).stdout
-    assert "warning" not in out.lower(), out
+    # purge: the operator's configuration goes too (Debian policy 10.7.3), with logs, cache and state
+    proc = host.exec("dpkg", "--purge", PACKAGE, timeout=300)
+    assert "warning" not in (proc.stdout + proc.stderr).lower(), proc.stdout + proc.stderr
     assert host.exec("dpkg", "-s", PACKAGE, check=False).returncode != 0
-    for path in (
-        "/etc/ecs/ecs.config",
-        "/etc/ecs/ecs.config.json",
-        "/var/cache/ecs",
-        "/var/lib/ecs/ecs-init-events.json",
-    ):
-        assert not host.exists(path), path
+    assert [path for path in GONE_AFTER_PURGE if host.exists(path)] == []
     assert ecs_rules(host) == []
 
 

@@ -249,7 +249,9 @@ class SystemdHost:
         _checked(["docker", "cp", source, f"{self.id}:{dest}"], 120, f"copying {source} in")
 
     def write(self, path: str, text: str, mode: str = "0644") -> None:
-        self.exec("sh", "-ec", f'mkdir -p "$(dirname "$1")"; cat > "$1"; chmod {mode} "$1"', "write", path, input=text)
+        """Write ``path`` atomically (temp file, then rename): a reader never sees it half-written."""
+        script = f'mkdir -p "$(dirname "$1")"; t="$1.tmp.$$"; cat > "$t"; chmod {mode} "$t"; mv -f "$t" "$1"'
+        self.exec("sh", "-ec", script, "write", path, input=text)
 
     def read(self, path: str) -> str | None:
         proc = self.exec("cat", path, check=False)

@@ -155,13 +155,14 @@ def host(
 
 
 def agent_data(host: sh.SystemdHost, name: str, text: str) -> None:
-    """Write a file into the agent's /data (the unit's /var/lib/ecs/data)."""
+    """Write a file into the agent's /data (the unit's /var/lib/ecs/data), atomically."""
     if host.shares_files:
         host.write(f"/var/lib/ecs/data/{name}", text)
         return
     path = os.path.join(host.prefix, "var/lib/ecs/data", name)
-    with open(path, "w") as fh:
+    with open(path + ".tmp", "w") as fh:
         fh.write(text)
+    os.replace(path + ".tmp", path)  # the stand-in polls for it: never let it read a half-written file
 
 
 def start(host: sh.SystemdHost) -> dict[str, str]:

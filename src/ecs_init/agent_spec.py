@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ecs_init.apparmor_profile import container_profile
 from ecs_init.config import Config, Platform, parse_bool, version_tuple
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,6 @@ AGENT_IMAGE = "amazon/amazon-ecs-agent:latest"
 AGENT_REPOSITORY, AGENT_TAG = AGENT_IMAGE.rsplit(":", 1)
 
 DEFAULT_CREDENTIALS_FETCHER_SOCKET = "/var/credentials-fetcher/socket/credentials_fetcher.sock"
-DEFAULT_APPARMOR_PROFILE = "ecs-agent-default"
 DOCKER_SOCKET_TARGET = "/var/run/docker.sock"
 
 SUPPORTED_LOG_DRIVERS = ("awslogs", "fluentd", "gelf", "json-file", "journald", "logentries", "syslog", "splunk")
@@ -265,7 +265,7 @@ def build_spec(cfg: Config, facts: HostFacts, gpu_devices_appeared: Optional[boo
     if cfg.flag("ECS_AGENT_PID_NAMESPACE_HOST"):
         host["PidMode"] = "host"
     if facts.apparmor_enabled:
-        profile = cfg.setting("ECS_AGENT_APPARMOR_PROFILE") or DEFAULT_APPARMOR_PROFILE
+        profile = container_profile(cfg.setting("ECS_AGENT_APPARMOR_PROFILE"))
         host["SecurityOpt"] = [f"apparmor:{profile}"]
     host["LogConfig"] = build_log_config(cfg, warnings)
     return ContainerSpec(

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ecs_init.apparmor_profile import container_profile
-from ecs_init.config import Config, Platform, parse_bool, version_tuple
+from ecs_init.config import Config, Platform, bool_setting, version_tuple
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,8 @@ def build_env(cfg: Config, facts: HostFacts, gpu_devices_appeared: Optional[bool
         env["ECS_DOMAIN_JOINED_LINUX_INSTANCE"] = "true"
     # 3. the instance file, then the operator's file
     instance = dict(cfg.instance)
-    if parse_bool(instance.get("ECS_ENABLE_GPU_SUPPORT", "")) and gpu_devices_appeared is False:
+    instance_gpu = bool_setting("ECS_ENABLE_GPU_SUPPORT", instance.get("ECS_ENABLE_GPU_SUPPORT", ""))
+    if instance_gpu and gpu_devices_appeared is False:
         log.warning(
             "ECS_ENABLE_GPU_SUPPORT=true in %s but no NVIDIA device appeared; dropping it", cfg.paths.instance_config
         )
@@ -208,7 +209,7 @@ def build_binds(cfg: Config, facts: HostFacts, env: dict[str, str]) -> list[str]
     exec_dir = paths.deps_dir + "/execute-command"
     if facts.is_dir(exec_dir):
         binds.append(f"{exec_dir}/config:/managed-agents/execute-command/config")
-    if parse_bool(env.get("ECS_ENABLE_GPU_SUPPORT", "")) and facts.gpu_devices:
+    if bool_setting("ECS_ENABLE_GPU_SUPPORT", env.get("ECS_ENABLE_GPU_SUPPORT", "")) and facts.gpu_devices:
         binds.append(f"{paths.gpu_dir}:{paths.gpu_dir}")
     if cfg.flag("ECS_GMSA_SUPPORTED"):
         socket = credentials_fetcher_socket(cfg)

@@ -9,7 +9,9 @@ Severity policy:
   unparsable boolean becomes false, invalid ``ECS_AGENT_LABELS`` are
   dropped, an unsupported ``ECS_LOG_DRIVER`` becomes json-file, ...).
 - WARN: probably a mistake, but harmless to start (an unknown key may be a
-  setting of a newer agent; a missing tarball is downloaded by pre-start).
+  setting of a newer agent; a missing tarball is downloaded by pre-start; a
+  boolean spelled so that only one of SPEC §3's two rules takes it as true,
+  e.g. ``ECS_AGENT_RUN_PRIVILEGED=1``, which is off).
 - SKIP: the check does not apply now (e.g. the agent is not running), or a
   check it depends on failed.
 
@@ -33,7 +35,15 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from ecs_init import cache, redact
 from ecs_init.agent_spec import AGENT_IMAGE, AGENT_NAME, SUPPORTED_LOG_DRIVERS
-from ecs_init.config import MAX_CONFIG_BYTES, Config, parse_bool, read_platform, version_tuple
+from ecs_init.config import (
+    BOOLEAN_RULES,
+    MAX_CONFIG_BYTES,
+    Config,
+    parse_bool,
+    read_platform,
+    rules_disagree,
+    version_tuple,
+)
 from ecs_init.context import HostContext
 from ecs_init.errors import InitError
 from ecs_init.known_keys import BOOLEAN_KEYS, KNOWN_KEYS
@@ -221,23 +231,31 @@ def check_keys(entries: list[ConfigLine]) -> list[Check]:
 
 
 def check_booleans(entries: list[ConfigLine]) -> list[Check]:
+    """FAIL a boolean no rule can read; WARN a value only one of SPEC §3's two rules takes as true
+    (``ECS_AGENT_RUN_PRIVILEGED=1`` is off for ecs-init, as for the Go program)."""
     out = []
     count = 0
     for entry in entries:
-        if entry.key not in BOOLEAN_KEYS:
+        if entry.key not in BOOLEAN_KEYS and entry.key not in BOOLEAN_RULES:
             continue
         count += 1
+        where = f"{entry.file}:{entry.line}"
+        details = {"key": entry.key, "file": entry.file, "line": entry.line}
         if parse_bool(entry.value) is None:
             out.append(
                 Check(
                     "config.boolean",
                     FAIL,
-                    f"{entry.key}={entry.value!r} at {entry.file}:{entry.line} is not a boolean "
+                    f"{entry.key}={entry.value!r} at {where} is not a boolean "
                     "(ecs-init reads it as false, the agent uses its default)",
                     "use true or false",
-                    {"key": entry.key, "file": entry.file, "line": entry.line},
+                    details,
                 )
             )
+            continue
+        disagreement = rules_disagree(entry.key, entry.value)
+        if disagreement is not None:
+            out.append(Check("config.boolean", WARN, f"{disagreement} (at {where})", "write true or false", details))
     if not out:
         out.append(Check("config.boolean", PASS, f"{count} boolean setting(s) parse"))
     return out

@@ -178,8 +178,8 @@ def read_env_file(path: str) -> dict[str, str]:
 
 # ---------------------------------------------------------------- booleans
 
-_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
-_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
 
 def parse_bool(value: str) -> bool | None:
@@ -189,6 +189,61 @@ def parse_bool(value: str) -> bool | None:
     if value in _FALSE:
         return False
     return None
+
+
+# The two rules the Go ecs-init uses for its switches (SPEC §3).
+EXACT_TRUE = "exactly true"  # only the string "true" is true; anything else, "1" and "True" included, is false
+PARSE_BOOL = "ParseBool"  # strconv.ParseBool; anything unparsable is logged and false
+
+# Which rule each boolean this program reads follows (one table: the
+# settings redesign absorbs it). A privileged agent or dropped capabilities
+# must never follow from a value the Go program would not accept.
+BOOLEAN_RULES: dict[str, str] = {
+    "ECS_AGENT_RUN_PRIVILEGED": EXACT_TRUE,
+    "ECS_EXTERNAL": EXACT_TRUE,
+    "ECS_GMSA_SUPPORTED": EXACT_TRUE,
+    "ECS_ENABLE_GPU_SUPPORT": EXACT_TRUE,
+    "ECS_DOMAIN_JOINED_LINUX_INSTANCE": EXACT_TRUE,
+    "ECS_SKIP_LOCALHOST_TRAFFIC_FILTER": PARSE_BOOL,
+    "ECS_ALLOW_OFFHOST_INTROSPECTION_ACCESS": PARSE_BOOL,
+    "ECS_AGENT_PID_NAMESPACE_HOST": PARSE_BOOL,
+}
+
+
+def read_bool(key: str, raw: str) -> tuple[bool, str | None]:
+    """``raw`` as ``key``'s rule reads it, and why it deserves a warning (or None).
+
+    Raises KeyError for a key that is not in BOOLEAN_RULES.
+    """
+    rule = BOOLEAN_RULES[key]
+    if rule == EXACT_TRUE:
+        if raw == "true" or raw == "" or raw in _FALSE:
+            return raw == "true", None
+        if raw in _TRUE:
+            return False, f"{key}={raw!r} is not exactly 'true', so it is off (only the word true turns it on)"
+        return False, f"{key}={raw!r} is not 'true', so it is off"
+    parsed = parse_bool(raw)
+    if parsed is None:
+        return False, (f"{key}={raw!r} is not a boolean; treating it as false" if raw else None)
+    return parsed, None
+
+
+def bool_setting(key: str, raw: str) -> bool:
+    """``raw`` read by ``key``'s rule (no logging: for values that are not settings lookups)."""
+    return read_bool(key, raw)[0]
+
+
+def rules_disagree(key: str, raw: str) -> str | None:
+    """For ``check``: a value only one of the two rules takes as true, with what it means here."""
+    rule = BOOLEAN_RULES.get(key)
+    if rule is None or raw == "true" or raw not in _TRUE:
+        return None
+    if rule == EXACT_TRUE:
+        return (
+            f"{key}={raw!r} is off for ecs-init, which turns this on only for the exact word true "
+            "(as the Go ecs-init does); other readers of ParseBool take it as true"
+        )
+    return f"{key}={raw!r} is on (read like Go's ParseBool), but ecs-init's other switches accept only the word true"
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
@@ -274,6 +329,7 @@ class Config:
     environ: dict[str, str]
     instance: dict[str, str] = field(default_factory=dict)
     operator: dict[str, str] = field(default_factory=dict)
+    _warned: set[str] = field(default_factory=set, repr=False, compare=False)
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, paths: Paths | None = None) -> Config:
@@ -297,15 +353,16 @@ class Config:
             return self.environ[key]
         return self.merged.get(key, default)
 
-    def flag(self, key: str, default: bool = False) -> bool:
-        raw = self.setting(key, "")
-        if raw == "":
-            return default
-        parsed = parse_bool(raw)
-        if parsed is None:
-            log.warning("%s=%r is not a boolean; treating it as false", key, raw)
-            return False
-        return parsed
+    def flag(self, key: str) -> bool:
+        """A boolean setting, read by its rule in BOOLEAN_RULES (SPEC §3).
+
+        A doubtful value is logged once per Config as a warning.
+        """
+        value, problem = read_bool(key, self.setting(key, ""))
+        if problem is not None and key not in self._warned:
+            self._warned.add(key)
+            log.warning("%s", problem)
+        return value
 
     def number(self, key: str, default: float) -> float:
         raw = self.setting(key, "")

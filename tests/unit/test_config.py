@@ -88,10 +88,10 @@ def test_parse_bool_invalid(value: str) -> None:
 
 
 def test_flag_unparsable_is_false_and_logged(caplog) -> None:  # type: ignore[no-untyped-def]
-    cfg = Config(paths=Paths(), environ={"X": "yes"})
-    assert cfg.flag("X") is False
+    cfg = Config(paths=Paths(), environ={"ECS_SKIP_LOCALHOST_TRAFFIC_FILTER": "yes"})
+    assert cfg.flag("ECS_SKIP_LOCALHOST_TRAFFIC_FILTER") is False
     assert "not a boolean" in caplog.text
-    assert cfg.flag("MISSING", default=True) is True
+    assert cfg.flag("ECS_ALLOW_OFFHOST_INTROSPECTION_ACCESS") is False  # unset
 
 
 @pytest.mark.parametrize(

@@ -128,7 +128,7 @@ def build_env(cfg: Config, facts: HostFacts, gpu_devices_appeared: Optional[bool
     platform = facts.platform
     env = default_env(cfg, platform)
     # 1. certificates and the credentials-fetcher socket
-    if facts.is_dir(platform.certs_dir):
+    if platform.certs_dir and facts.is_dir(platform.certs_dir):
         env["SSL_CERT_DIR"] = platform.certs_dir
     env["CREDENTIALS_FETCHER_HOST_DIR"] = credentials_fetcher_socket(cfg)
     # 2. gMSA on a domain-joined host
@@ -194,7 +194,7 @@ def build_binds(cfg: Config, facts: HostFacts, env: dict[str, str]) -> list[str]
         f"{paths.log_dir}/exec:/log/exec",
         *FIXED_BINDS,
     ]
-    if facts.exists(platform.pki_dir):
+    if platform.pki_dir and facts.exists(platform.pki_dir):
         binds.append(f"{platform.pki_dir}:{platform.pki_dir}:ro")
     if facts.exists(NSENTER):
         binds.append(f"{NSENTER}:{NSENTER}")
@@ -283,9 +283,9 @@ def build_spec(cfg: Config, facts: HostFacts, gpu_devices_appeared: Optional[boo
 def candidate_paths(cfg: Config, platform: Platform) -> tuple[str, ...]:
     """Every host path whose existence the spec depends on (for hostfacts)."""
     paths = cfg.paths
+    platform_dirs = tuple(d for d in (platform.certs_dir, platform.pki_dir) if d)
     return (
-        platform.certs_dir,
-        platform.pki_dir,
+        *platform_dirs,
         NSENTER,
         *MODINFO_CANDIDATES,
         CLOUD_INIT_RESULT,

@@ -407,7 +407,15 @@ def check_tarball(ctx: HostContext) -> Check:
     if AGENT_IMAGE not in tags:
         found = ", ".join(tags) or "no tags"
         return Check(name, FAIL, f"{tarball} does not contain {AGENT_IMAGE} (it has {found})", fresh, details)
-    state_name = {0: "uncached", 1: "cached", 2: "reload at next pre-start"}.get(state, str(state))
+    if state not in cache.KNOWN_STATES:
+        return Check(
+            name,
+            FAIL,
+            f"pre-start will fail: {cache.unknown_state_message(paths, state)}",
+            f"run amazon-ecs-init reload-cache, or write 2 to {paths.cache_state}",
+            details,
+        )
+    state_name = {0: "uncached", 1: "cached", 2: "reload at next pre-start"}[state]
     return Check(
         name,
         PASS,

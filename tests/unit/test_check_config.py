@@ -308,6 +308,19 @@ def test_tarball_check(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert check.check_tarball(ctx).status == "WARN"
 
 
+def test_tarball_check_fails_an_unknown_cache_state(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """SPEC §4: state 3 fails pre-start; check says so before it happens."""
+    ctx = _ctx(tmp_path)
+    paths = ctx.paths
+    _archive(paths.cache_tarball, ["amazon/amazon-ecs-agent:latest"])
+    with open(paths.cache_state, "w") as fh:
+        fh.write("3\n")
+    result = check.check_tarball(ctx)
+    assert result.status == "FAIL" and result.details["state"] == 3
+    assert "pre-start will fail" in result.reason and "holds 3" in result.reason
+    assert "reload-cache" in result.hint
+
+
 # ---------------------------------------------------------------- disk and report
 
 

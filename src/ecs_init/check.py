@@ -192,6 +192,9 @@ def suggest_key(key: str) -> Optional[str]:
     upper = key.upper().lstrip("#").strip()
     if upper in KNOWN_KEYS:
         return upper
+    words = upper.split()
+    if len(words) > 1 and words[0] in KNOWN_KEYS:  # "KEY value": a space instead of '='
+        return words[0]
     matches = difflib.get_close_matches(upper, sorted(KNOWN_KEYS), n=1, cutoff=SUGGESTION_CUTOFF)
     return matches[0] if matches else None
 
@@ -201,15 +204,18 @@ def check_keys(entries: list[ConfigLine]) -> list[Check]:
     seen: dict[tuple[str, str], int] = {}
     for entry in entries:
         where = f"{entry.file}:{entry.line}"
-        details: dict[str, Any] = {"key": entry.key, "file": entry.file, "line": entry.line}
+        # a malformed key part that looks like a secret key (``KEY value`` with a space
+        # instead of '=') carries the value in the key: shown by its name only
+        shown = redact.display_key(entry.key)
+        details: dict[str, Any] = {"key": shown, "file": entry.file, "line": entry.line}
         first = seen.setdefault((entry.file, entry.key), entry.line)
         if first != entry.line:
             out.append(
                 Check(
                     "config.duplicate-key",
                     WARN,
-                    f"{entry.key} is set again at {where} (first at line {first}); the last one wins",
-                    f"keep one {entry.key} line",
+                    f"{shown} is set again at {where} (first at line {first}); the last one wins",
+                    f"keep one {shown} line",
                     details,
                 )
             )
@@ -218,13 +224,15 @@ def check_keys(entries: list[ConfigLine]) -> list[Check]:
         suggestion = suggest_key(entry.key)
         details["suggestion"] = suggestion
         if entry.key.startswith("#"):
-            hint = "ecs.config has no comments: this line sets a variable literally named " + repr(entry.key)
+            hint = "ecs.config has no comments: this line sets a variable literally named " + repr(shown)
             hint += f"; delete the line{' or remove the #' if suggestion else ''}"
+        elif shown != entry.key and suggestion:
+            hint = f"write {suggestion}=<value>, with '=' right after the key"
         elif suggestion:
             hint = f"did you mean {suggestion}?"
         else:
             hint = "check the spelling against the ECS agent's configuration documentation"
-        out.append(Check("config.unknown-key", WARN, f"unknown key {entry.key} at {where}", hint, details))
+        out.append(Check("config.unknown-key", WARN, f"unknown key {shown} at {where}", hint, details))
     if not any(c.name == "config.unknown-key" for c in out):
         out.insert(0, Check("config.keys", PASS, f"all {len({e.key for e in entries})} key(s) are known"))
     return out

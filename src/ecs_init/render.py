@@ -9,9 +9,9 @@ instance file enables GPU support and no NVIDIA device exists yet, ``start``
 would wait up to 30 s for one; ``render`` does not wait and shows the
 config without it.
 
-Secrets (``ECS_ENGINE_AUTH_DATA`` and any key containing SECRET, TOKEN,
-PASSWORD or AUTH, in the environment, labels and log options) are redacted
-unless ``--show-secrets`` is given.
+Secrets (``ECS_ENGINE_AUTH_DATA`` and any key containing SECRET, TOKEN or
+PASSWORD, in the environment, labels and log options, and URL credentials)
+are redacted by key unless ``--show-secrets`` is given (see ``redact``).
 """
 
 from __future__ import annotations

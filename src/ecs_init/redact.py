@@ -44,8 +44,11 @@ _ONLY_LETTERS = re.compile(r"[A-Za-z]+\Z")
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
 
 # scheme://user:password@ -- the password is everything up to the last '@'
-# before the host (no whitespace, '/', '?' or '#').
-_URL_CREDENTIALS = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/?#:@]*:)(?P<password>[^\s/?#]+)(?=@)")
+# before the host (no whitespace, '/', '?' or '#'). Each part is bounded so
+# that hostile text costs linear time.
+_URL_CREDENTIALS = re.compile(
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]{0,31}://[^\s/?#:@]{0,256}:)(?P<password>[^\s/?#]{1,256})(?=@)"
+)
 _KEY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CLEAN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
 

@@ -309,3 +309,32 @@ def test_auth_data_credentials_are_searched_for_on_their_own() -> None:
     redact.register_secrets({"ECS_ENGINE_AUTH_DATA": auth})
     assert redact.redact_text("login with dXNlcjpwYXNzd29yZA== failed") == f"login with {REDACTED} failed"
     assert redact.redact_text("registry https://quay.io") == "registry https://quay.io"  # not a credential
+
+
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "src")
+HOSTILE = """
+import sys, time
+from ecs_init import redact
+for text in ("a." * 500000 + "://", "x://:" + "a@b:" * 250000, "http://u:" + "p@" * 400000, "x://a:b" * 150000):
+    started = time.monotonic()
+    redact.redact_text(text)
+    redact.redact_value("HTTP_PROXY", text)
+    print(round(time.monotonic() - started, 3))
+"""
+
+
+def test_url_redaction_is_linear_on_hostile_text() -> None:
+    """A 1 MB value built to make an unbounded URL pattern quadratic (minutes) takes well under a second."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", HOSTILE],
+        env={**os.environ, "PYTHONPATH": SRC},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    times = [float(t) for t in proc.stdout.split()]
+    assert len(times) == 4 and max(times) < 5, times

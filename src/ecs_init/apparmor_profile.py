@@ -59,10 +59,10 @@ RULES: tuple[str, ...] = (
 # A comment above some rules (comments are free; the rules are not).
 _COMMENTS = {
     "signal (receive) peer=unconfined,": "host (unconfined) processes may signal the agent",
-    "dbus (send,receive) bus=system,": "the agent talks to systemd over D-Bus",
-    "deny @{PROC}/* w,": "/proc: no writes outside /proc/<pid>/** and /proc/sys/kernel/shm*",
+    "dbus (send,receive) bus=system,": "the agent sends D-Bus messages on the system bus",
+    "deny @{PROC}/* w,": "/proc: writes mostly limited to /proc/<pid> (docker-default's globs, as in Go)",
     "deny @{PROC}/sysrq-trigger rwklx,": "no access at all to these",
-    "deny /sys/[^f]*/** wklx,": "/sys: read-only outside the cgroup hierarchy",
+    "deny /sys/[^f]*/** wklx,": "/sys: no writes, locks, links or exec outside /sys/fs/cg*",
     f"ptrace (trace,read,tracedby,readby) peer={PROFILE_NAME},": "ps and docker ps inside containers",
 }
 

@@ -4,10 +4,75 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 from typing import Any
 
+import jsonschema
+
 from ecs_init.volume_plugin.drivers import VolumeError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STATE_SCHEMA = os.path.join(ROOT, "src", "ecs_init", "schemas", "volume-plugin-state.schema.json")
+
+# A state file as the Go plugin writes it (json.MarshalIndent with tabs,
+# omitempty fields), made by hand from ecs-init/volumes/state_manager.go:
+# "efsvol" is mounted twice for one ID and once for another, "fresh" has no
+# mounts (so no "mounts" key), "legacyzero" has the count 0 that Go plugins
+# before mount counting left behind, "notype" was created without a type.
+GO_STATE = """{
+	"volumes": {
+		"efsvol": {
+			"type": "efs",
+			"path": "/var/lib/ecs/volumes/efsvol",
+			"options": {
+				"device": "fs-0123456789abcdef0:/",
+				"o": "tls,iam,awscredsuri=/v2/credentials/1234",
+				"type": "efs"
+			},
+			"createdAt": "2024-05-06T07:08:09.123456789Z",
+			"mounts": {
+				"0b7d2a1c9e": 2,
+				"5f3e8d7c6b": 1
+			}
+		},
+		"fresh": {
+			"type": "s3files",
+			"path": "/mnt/s3files/fresh",
+			"options": {
+				"device": "my-bucket",
+				"target": "/mnt/s3files/fresh",
+				"type": "s3files"
+			},
+			"createdAt": "2024-05-06T07:08:10.5+02:00"
+		},
+		"legacyzero": {
+			"type": "efs",
+			"path": "/var/lib/ecs/volumes/legacyzero",
+			"options": {
+				"device": "fs-1:/",
+				"type": "efs"
+			},
+			"createdAt": "2024-05-06T07:08:11Z",
+			"mounts": {
+				"old-id": 0
+			}
+		},
+		"notype": {
+			"path": "/var/lib/ecs/volumes/notype",
+			"options": {
+				"device": "fs-2:/"
+			},
+			"createdAt": "2024-05-06T07:08:12.000000001Z"
+		}
+	}
+}"""
+
+
+def validate_state(doc: Any) -> None:
+    """Raise unless ``doc`` is a valid state document in the Go format."""
+    with open(STATE_SCHEMA) as fh:
+        jsonschema.validate(doc, json.load(fh))
 
 
 class FakeMounter:
@@ -34,6 +99,8 @@ class FakeMounter:
         self.calls.append(list(argv))
         path = argv[-1]
         if argv[0] == "mount":
+            if path in self.mounted:
+                raise VolumeError(f"{' '.join(argv)}: exit 32: {path} already mounted")
             if self.fail_mount:
                 raise VolumeError(f"{' '.join(argv)}: exit 32: mount failed")
             self.mounted.add(path)

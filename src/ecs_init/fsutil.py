@@ -34,18 +34,32 @@ def atomic_write(path: str, data: bytes | str, mode: int = 0o644, durable: bool 
         raise
 
 
+def fsync_dir(directory: str) -> None:
+    """fsync a directory, so a rename done in it survives a crash."""
+    fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class NotRegularFile(OSError):
     """The path exists but is a directory, FIFO, device or socket."""
 
 
-def read_regular(path: str, limit: int) -> bytes:
+def read_regular(path: str, limit: int, *, follow_symlinks: bool = True) -> bytes:
     """Read at most ``limit`` bytes of a regular file, never blocking.
 
     The open is non-blocking, so a FIFO planted where a file is expected
     cannot hang the caller; anything but a regular file raises
-    NotRegularFile. Other errors are the usual OSError (FileNotFoundError…).
+    NotRegularFile. With ``follow_symlinks=False`` a symlink at ``path``
+    (its last component) raises OSError ELOOP. Other errors are the usual
+    OSError (FileNotFoundError…).
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    if not follow_symlinks:
+        flags |= os.O_NOFOLLOW
+    fd = os.open(path, flags)
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):

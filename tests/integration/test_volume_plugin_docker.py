@@ -27,7 +27,7 @@ import uuid
 from typing import Any, Iterator
 
 import pytest
-from volplugin_helpers import call
+from volplugin_helpers import call, validate_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SOCKET = "/run/docker/plugins/amazon-ecs-volume-plugin.sock"
@@ -105,9 +105,11 @@ class Plugin:
             return ""
 
     def saved(self) -> dict[str, Any]:
+        """The state file's volumes (Go format), each checked against the schema."""
         with open(self.state) as fh:
             doc = json.load(fh)
-        return {v["name"]: v for v in doc["volumes"]}
+        validate_state(doc)
+        return dict(doc.get("volumes", {}))
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +197,7 @@ def test_docker_volume_lifecycle_with_restart(image: str, mount_helper: str, plu
         assert info["Driver"] == DRIVER and info["Mountpoint"] == path
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o700
         saved = plugin.saved()[name]
-        assert saved["options"] == {"type": "efs", "device": device, "o": "tls,iam"} and saved["mounts"] == []
+        assert saved["options"] == {"type": "efs", "device": device, "o": "tls,iam"} and "mounts" not in saved
         assert name in docker("volume", "ls", "-q", "--filter", f"driver={DRIVER}").stdout.split()
         assert mounts_at(path) == []
 
@@ -226,8 +228,8 @@ def test_docker_volume_lifecycle_with_restart(image: str, mount_helper: str, plu
         assert len(plugin.saved()[name]["mounts"]) == 2
         assert len(mounts_at(path)) == 1
         assert len(read_lines(mount_helper)) == len(helper_calls)  # B reused A's mount
-        status, out = call(SOCKET, "/VolumeDriver.Remove", {"Name": name})
-        assert status == 200 and "in use" in out["Err"]
+        busy = docker("volume", "rm", name, check=False)  # Docker itself guards volumes in use
+        assert busy.returncode != 0 and "in use" in busy.stderr
 
         # The plugin crashes and comes back: state, mounts and Docker's view survive.
         assert plugin.stop(signal.SIGKILL) == -signal.SIGKILL
@@ -245,7 +247,7 @@ def test_docker_volume_lifecycle_with_restart(image: str, mount_helper: str, plu
         docker("rm", "-f", containers[0])
         assert len(plugin.saved()[name]["mounts"]) == 1 and len(mounts_at(path)) == 1
         docker("rm", "-f", containers[1])
-        assert plugin.saved()[name]["mounts"] == []
+        assert "mounts" not in plugin.saved()[name]
         assert mounts_at(path) == []
         with open("/proc/mounts") as fh:
             assert device not in fh.read()
@@ -276,7 +278,8 @@ def test_bad_requests_over_the_socket(plugin: Plugin) -> None:
             ("/VolumeDriver.Get", {"Name": f"{name}-nope"}, None, 200, "not found"),
             ("/VolumeDriver.Mount", {"Name": f"{name}-nope", "ID": "x"}, None, 200, "not found"),
             ("/VolumeDriver.Mount", {"Name": name}, None, 200, "missing mount ID"),
-            ("/VolumeDriver.Unmount", {"Name": name, "ID": "never-mounted"}, None, 200, "not mounted by"),
+            ("/VolumeDriver.Create", {"Name": f"{name}-b", "Opts": {"device": "/etc", "o": "bind"}}, None, 200,
+             "bind not allowed"),
             ("/VolumeDriver.Create", None, b'{"Name": "x", "Opts": {', 400, "malformed JSON"),
             ("/VolumeDriver.Create", {"Name": f"{name}-t", "Opts": {"type": "cifs", "device": "d"}}, None, 200,
              "unknown volume type"),
@@ -288,6 +291,8 @@ def test_bad_requests_over_the_socket(plugin: Plugin) -> None:
         for endpoint, body, raw, want_status, needle in cases:
             status, out = call(SOCKET, endpoint, body, raw=raw)
             assert status == want_status and needle in out["Err"], (endpoint, body, raw, status, out)
+        # Unmount of an ID that holds no mount: success, no change (Go).
+        assert call(SOCKET, "/VolumeDriver.Unmount", {"Name": name, "ID": "never-mounted"}) == (200, {"Err": ""})
         # Still alive and unchanged.
         assert call(SOCKET, "/Plugin.Activate") == (200, {"Implements": ["VolumeDriver"]})
         assert list(plugin.saved()) == [name]
@@ -295,4 +300,105 @@ def test_bad_requests_over_the_socket(plugin: Plugin) -> None:
     finally:
         call(SOCKET, "/VolumeDriver.Remove", {"Name": name})
     assert plugin.stop() == 0
+    assert "Traceback" not in plugin.output()
+
+
+def go_state(volumes: dict[str, dict[str, Any]]) -> str:
+    """A state file as the Go plugin writes it: json.MarshalIndent(v, "", "\\t")."""
+    return json.dumps({"volumes": volumes}, indent="\t")
+
+
+def test_upgrade_from_go_plugin_state(image: str, mount_helper: str, plugin: Plugin) -> None:
+    """Volumes Docker created while the Go plugin served them, recorded in the
+    Go plugin's state format (one mounted twice for one ID, one with a stale
+    count, one never mounted), are listed, usable and removable after our
+    plugin starts on that file; Unmount of the last ID takes the host mount
+    away."""
+    uniq = uuid.uuid4().hex[:10]
+    names = {k: f"ecsvp-{k}-{uniq}" for k in ("busy", "stale", "idle")}
+    paths = {k: os.path.join(plugin.volumes_dir, n) for k, n in names.items()}
+    devices = {k: f"fs-{k}{uniq}:/" for k in names}
+    created = {
+        "busy": "2024-05-06T07:08:09.123456789Z",
+        "stale": "2024-05-06T07:08:10.5Z",
+        "idle": "2024-05-06T07:08:11Z",
+    }
+    container = f"ecsvp-up-{uniq}"
+    timings: dict[str, float] = {}
+    plugin.start()
+    try:
+        # Docker's own records of the volumes (its volume store) are made as
+        # they were under the Go plugin: through this driver name.
+        for k in names:
+            docker("volume", "create", "-d", DRIVER, "--opt", "type=efs", "--opt", f"device={devices[k]}", names[k])
+        assert plugin.stop() == 0
+        # The host as the Go plugin left it: "busy" mounted, its state in the Go format.
+        for path in paths.values():
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", devices["busy"], paths["busy"]], check=True)
+        with open(os.path.join(paths["busy"], "kept"), "w") as fh:
+            fh.write("written under the Go plugin\n")
+        entries: dict[str, dict[str, Any]] = {}
+        for k in names:
+            entry: dict[str, Any] = {
+                "type": "efs",
+                "path": paths[k],
+                "options": {"device": devices[k], "type": "efs"},
+                "createdAt": created[k],
+            }
+            if k == "busy":
+                entry["mounts"] = {"task-a": 2}
+            elif k == "stale":
+                entry["mounts"] = {"gone-task": 0}  # a count of 0 read back is 1
+            entries[names[k]] = entry
+        with open(plugin.state, "w") as fh:
+            fh.write(go_state(entries))
+
+        timings["plugin start on the Go state (s)"] = plugin.start()
+        saved = plugin.saved()  # rewritten by reconcile (stale count cleared), still the Go format
+        assert saved[names["busy"]]["mounts"] == {"task-a": 2}
+        assert "mounts" not in saved[names["stale"]]  # not mounted on the host: count cleared
+        assert {saved[n]["createdAt"] for n in names.values()} == set(created.values())
+        listed = docker("volume", "ls", "-q", "--filter", f"driver={DRIVER}").stdout.split()
+        assert set(names.values()) <= set(listed)
+        for k, name in names.items():
+            status, out = call(SOCKET, "/VolumeDriver.Get", {"Name": name})
+            assert out == {"Volume": {"Name": name, "Mountpoint": paths[k], "Status": {}, "CreatedAt": created[k]},
+                           "Err": ""}  # fmt: skip
+        info = json.loads(docker("volume", "inspect", names["busy"]).stdout)[0]
+        assert info["Mountpoint"] == paths["busy"] and info["CreatedAt"].startswith("2024-05-06T07:08:09")
+
+        # The same mount ID twice needs two unmounts; then the host mount goes away.
+        assert call(SOCKET, "/VolumeDriver.Unmount", {"Name": names["busy"], "ID": "task-a"}) == (200, {"Err": ""})
+        assert len(mounts_at(paths["busy"])) == 1 and plugin.saved()[names["busy"]]["mounts"] == {"task-a": 1}
+        assert call(SOCKET, "/VolumeDriver.Unmount", {"Name": names["busy"], "ID": "task-a"}) == (200, {"Err": ""})
+        assert mounts_at(paths["busy"]) == [] and "mounts" not in plugin.saved()[names["busy"]]
+
+        # A volume from the Go state is usable by a new task.
+        run_args = ["run", "--rm", "--network", "none", "--entrypoint", "/bin/sh", "-v", f"{names['idle']}:/data"]
+        docker(*run_args, "--name", container, image, "-c", "echo after-upgrade > /data/f")
+        assert any(line.startswith(f"{devices['idle']} {paths['idle']} ") for line in read_lines(mount_helper))
+        assert mounts_at(paths["idle"]) == [] and "mounts" not in plugin.saved()[names["idle"]]
+
+        # Every volume is removable through Docker.
+        started = time.monotonic()
+        for name in names.values():
+            docker("volume", "rm", name)
+        timings["docker volume rm x3 (s)"] = time.monotonic() - started
+        assert plugin.saved() == {}
+        with open(plugin.state) as fh:
+            assert fh.read() == "{}"
+        assert not any(os.path.exists(p) for p in paths.values())
+        listed = docker("volume", "ls", "-q").stdout.split()
+        assert not set(names.values()) & set(listed)
+    finally:
+        docker("rm", "-f", container, check=False)
+        for path in paths.values():
+            if mounts_at(path):
+                subprocess.run(["umount", "-l", path], capture_output=True)
+        if plugin.proc is not None and plugin.proc.poll() is None:
+            for name in names.values():
+                docker("volume", "rm", "-f", name, check=False)
+        print("\nvolume plugin upgrade timings: " + json.dumps({k: round(v, 3) for k, v in timings.items()}))
+    assert plugin.stop() == 0, plugin.output()
     assert "Traceback" not in plugin.output()

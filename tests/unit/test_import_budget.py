@@ -3,7 +3,8 @@
 Every action runs in a fresh interpreter (the real CLI, against a stand-in
 daemon on a unix socket where it needs Docker) and the modules it loaded are
 checked against a deny list: ``version`` loads no logging, HTTP or Docker
-code; ``stop`` none of download, notify, status, check, render, the volume
+code (a source checkout may run git for its revision: ``subprocess``);
+``stop`` none of download, notify, status, check, render, the volume
 plugin, the supervisor or the host preparation, nor ``urllib.request``,
 ``http.server``, ``http.client`` (and its ``ssl``/``email``) or JSON-schema
 code; ``start`` the systemd notifier (and with it ``urllib.request``) only
@@ -49,7 +50,7 @@ AGENT = {"ecs_init.supervisor", "ecs_init.upgrade", "ecs_init.cache", "ecs_init.
 
 DENY: dict[str, set[str]] = {
     "version": EVERYWHERE | HTTP_CLIENTS | REPORTS | HOST_PREP | AGENT | {
-        "logging", "socket", "json", "subprocess", "ecs_init.docker", "ecs_init.docker.client",
+        "logging", "socket", "json", "ecs_init.docker", "ecs_init.docker.client",
         "ecs_init.docker.transport", "ecs_init.engine", "ecs_init.config", "ecs_init.notify",
     },  # fmt: skip
     "stop": EVERYWHERE | HTTP_CLIENTS | REPORTS | HOST_PREP | AGENT | {

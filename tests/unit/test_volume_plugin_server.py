@@ -52,11 +52,12 @@ def test_dispatch_full_lifecycle() -> None:
         200,
         {"Volumes": [{"Name": "v", "Mountpoint": "/vols/v"}], "Err": ""},
     )
-    status, out = dispatch(reg, "/VolumeDriver.Remove", b'{"Name": "v"}')
-    assert status == 200 and "in use" in out["Err"]
+    assert dispatch(reg, "/VolumeDriver.Unmount", b'{"Name": "v", "ID": "other"}') == (200, {"Err": ""})  # no-op
+    assert len(mounter.calls) == 1
     assert dispatch(reg, "/VolumeDriver.Unmount", b'{"Name": "v", "ID": "c1"}') == (200, {"Err": ""})
     assert mounter.calls[-1] == ["umount", "-l", "/vols/v"]
     assert dispatch(reg, "/VolumeDriver.Remove", b'{"Name": "v"}') == (200, {"Err": ""})
+    assert dispatch(reg, "/VolumeDriver.List", b"") == (200, {"Volumes": [], "Err": ""})
 
 
 @pytest.mark.parametrize(
@@ -66,6 +67,8 @@ def test_dispatch_full_lifecycle() -> None:
         ("/VolumeDriver.Mount", b'{"Name": "nope", "ID": "x"}', 200, "not found"),
         ("/VolumeDriver.Mount", b'{"Name": "v"}', 200, "missing mount ID"),
         ("/VolumeDriver.Unmount", b'{"Name": "v"}', 200, "missing mount ID"),
+        ("/VolumeDriver.Unmount", b'{"Name": "nope", "ID": "x"}', 200, "volume nope not found"),
+        ("/VolumeDriver.Create", b'{"Name": "w", "Opts": {"device": "/", "o": "bind"}}', 200, "bind not allowed"),
         ("/VolumeDriver.Path", b"{}", 200, "missing volume Name"),
         ("/VolumeDriver.Create", b'{"Name": "w", "Opts": {"type": "zfs", "device": "d"}}', 200, "unknown volume type"),
         ("/VolumeDriver.Create", b'{"Name": "v", "Opts": {"device": "d"}}', 200, "already exists"),
@@ -224,7 +227,7 @@ def test_systemd_socket_activation(tmp_path) -> None:  # type: ignore[no-untyped
         _wait_answer(path)
         assert call(path, "/VolumeDriver.Create", {"Name": "act", "Opts": {"device": "d"}}) == (200, {"Err": ""})
         state = tmp_path / "root" / "var/lib/ecs/data/ecs_volume_plugin.json"
-        assert json.loads(state.read_text())["volumes"][0]["name"] == "act"
+        assert list(json.loads(state.read_text())["volumes"]) == ["act"]
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=15)
         assert proc.returncode == 0, out

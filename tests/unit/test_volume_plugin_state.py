@@ -1,48 +1,198 @@
-"""The pure volume registry: refcounts, duplicates, remove-while-mounted, rollback."""
+"""The pure volume registry: Go state format, mount counts per ID, Go semantics
+(ecs-init/volumes/ecs_volume_plugin.go, types/types.go), rollback."""
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
-from volplugin_helpers import FakeMounter, FakeSaver
+from volplugin_helpers import GO_STATE, FakeMounter, FakeSaver, validate_state
 
 from ecs_init.volume_plugin.drivers import VolumeError
-from ecs_init.volume_plugin.state import Registry, Volume, state_document, volumes_from_document
+from ecs_init.volume_plugin.state import (
+    Registry,
+    StateFormatError,
+    Volume,
+    encode_state,
+    parse_state,
+    rfc3339_nano,
+    state_document,
+    utc_now,
+    volumes_from_document,
+)
 
 VOLS = "/var/lib/ecs/volumes"
+NOW = "2026-01-02T03:04:05.123456789Z"
 
 
 def make(volumes: dict[str, Volume] | None = None) -> tuple[Registry, FakeMounter, FakeSaver]:
     mounter, saver = FakeMounter(), FakeSaver()
-    reg = Registry(VOLS, mounter, saver, volumes, clock=lambda: "2026-01-02T03:04:05Z")
+    reg = Registry(VOLS, mounter, saver, volumes, clock=lambda: NOW)
     return reg, mounter, saver
 
 
-def test_create_records_options_default_path_and_time() -> None:
-    reg, mounter, saver = make()
-    vol = reg.create("data", {"device": "fs-1:/", "o": "tls"})
-    assert vol.path == f"{VOLS}/data"
-    assert vol.options == {"device": "fs-1:/", "o": "tls", "type": "efs"}
-    assert vol.created_at == "2026-01-02T03:04:05Z"
-    assert mounter.prepared == [f"{VOLS}/data"]
+def vol(name: str, mounts: dict[str, int] | None = None, **options: str) -> Volume:
+    opts = {"type": "efs", "device": "fs-1:/", **options}
+    return Volume(name, opts["type"], f"{VOLS}/{name}", opts, NOW, dict(mounts or {}))
+
+
+# ---------------------------------------------------------------- format
+
+
+def test_go_fixture_loads_volumes_counts_and_created_at() -> None:
+    validate_state(json.loads(GO_STATE))  # the fixture is in the format the schema describes
+    loaded = parse_state(GO_STATE.encode(), VOLS)
+    assert loaded.problems == [] and not loaded.legacy
+    assert sorted(loaded.volumes) == ["efsvol", "fresh", "legacyzero", "notype"]
+    efs = loaded.volumes["efsvol"]
+    assert efs.mounts == {"0b7d2a1c9e": 2, "5f3e8d7c6b": 1} and efs.users == 3
+    assert efs.type == "efs" and efs.path == f"{VOLS}/efsvol"
+    assert efs.options == {"device": "fs-0123456789abcdef0:/", "o": "tls,iam,awscredsuri=/v2/credentials/1234",
+                           "type": "efs"}  # fmt: skip
+    assert efs.created_at == "2024-05-06T07:08:09.123456789Z"
+    assert loaded.volumes["fresh"].mounts == {} and loaded.volumes["fresh"].path == "/mnt/s3files/fresh"
+    assert loaded.volumes["fresh"].created_at == "2024-05-06T07:08:10.5+02:00"
+    assert loaded.volumes["legacyzero"].mounts == {"old-id": 1}  # Go: a count of 0 read back is 1
+    assert loaded.volumes["notype"].type == "" and loaded.volumes["notype"].options == {"device": "fs-2:/"}
+
+
+def test_go_fixture_round_trips_and_what_we_write_validates() -> None:
+    loaded = parse_state(GO_STATE.encode(), VOLS)
+    doc = state_document(loaded.volumes)
+    validate_state(doc)
+    expected = json.loads(GO_STATE)
+    expected["volumes"]["legacyzero"]["mounts"] = {"old-id": 1}
+    assert doc == expected
+    # Go's MarshalIndent(v, "", "\t") layout, field order type, path, options, createdAt, mounts.
+    assert encode_state(doc) == GO_STATE.replace('"old-id": 0', '"old-id": 1')
+    assert encode_state(state_document({})) == "{}"
+
+
+def test_written_state_omits_empty_fields_and_validates_through_a_lifecycle() -> None:
+    reg, _, saver = make()
+    reg.create("data", {"device": "fs-1:/", "o": "tls"})
     assert saver.last == {
+        "volumes": {"data": {"path": f"{VOLS}/data", "options": {"device": "fs-1:/", "o": "tls"}, "createdAt": NOW}}
+    }  # no type given: none recorded (Go: efs driver, no -t); no mounts: no "mounts" key
+    reg.create("s3", {"type": "s3files", "device": "bucket", "o": "", "target": "/mnt/s3"})
+    reg.mount("data", "c1")
+    reg.mount("data", "c1")
+    reg.mount("s3", "c2")
+    for doc in saver.docs:
+        validate_state(doc)
+    assert saver.last["volumes"]["data"]["mounts"] == {"c1": 2}
+    assert saver.last["volumes"]["s3"] == {
+        "type": "s3files",
+        "path": "/mnt/s3",
+        "options": {"device": "bucket", "o": "", "target": "/mnt/s3", "type": "s3files"},
+        "createdAt": NOW,
+        "mounts": {"c2": 1},
+    }
+    reg.unmount("data", "c1")
+    reg.unmount("data", "c1")
+    reg.remove("data")
+    reg.unmount("s3", "c2")
+    reg.remove("s3")
+    for doc in saver.docs:
+        validate_state(doc)
+    assert saver.last == {}
+
+
+def test_created_at_is_go_rfc3339_nano() -> None:
+    assert rfc3339_nano(1_700_000_000_123_456_789) == "2023-11-14T22:13:20.123456789Z"
+    assert rfc3339_nano(1_700_000_000_120_000_000) == "2023-11-14T22:13:20.12Z"  # trailing zeros dropped
+    assert rfc3339_nano(1_700_000_000_000_000_000) == "2023-11-14T22:13:20Z"
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$", utc_now())
+    reg = Registry(VOLS, FakeMounter(), FakeSaver())
+    created = reg.create("v", {"device": "d"}).created_at
+    assert reg.get("v").created_at == created
+    validate_state({"volumes": {"v": {"createdAt": created}}})
+
+
+def test_legacy_format_is_read_and_flagged_for_rewrite() -> None:
+    doc = {
         "version": 1,
         "volumes": [
-            {
-                "name": "data",
-                "options": {"device": "fs-1:/", "o": "tls", "type": "efs"},
-                "path": f"{VOLS}/data",
-                "created_at": "2026-01-02T03:04:05Z",
-                "mounts": [],
-            }
+            {"name": "ok", "options": {"device": "d", "type": "efs"}, "path": "/x/ok",
+             "created_at": "2026-01-01T00:00:00Z", "mounts": ["m1", "m2"]},
+            {"name": "ok", "options": {"device": "d"}, "path": "/x/ok2", "mounts": []},
+            {"name": "../bad", "options": {"device": "d"}, "path": "/x/bad"},
+            {"name": "badtype", "options": {"device": "d", "type": "zfs"}, "path": "/x/t"},
+            {"name": "relpath", "options": {"device": "d"}, "path": "x"},
+            {"name": "badmounts", "options": {"device": "d"}, "path": "/x/m", "mounts": [1]},
+            "junk",
         ],
+    }  # fmt: skip
+    loaded = volumes_from_document(doc, VOLS)
+    assert loaded.legacy and list(loaded.volumes) == ["ok"] and len(loaded.problems) == 6
+    ok = loaded.volumes["ok"]
+    assert (ok.type, ok.path, ok.mounts, ok.created_at) == ("efs", "/x/ok", {"m1": 1, "m2": 1}, "2026-01-01T00:00:00Z")
+    validate_state(state_document(loaded.volumes))
+
+
+def test_go_entries_that_cannot_be_used_are_skipped_with_a_problem_each() -> None:
+    doc = {
+        "volumes": {
+            "good": {"type": "efs", "path": "/p/good", "options": {"device": "d", "extra": "kept"}},
+            "nopath": {"options": {"device": "d"}},
+            "../evil": {"path": "/p/e"},
+            "badtype": {"type": "nfs", "path": "/p/t"},
+            "relpath": {"path": "p/r"},
+            "dotdot": {"path": "/p/../etc"},
+            "badopts": {"path": "/p/o", "options": {"device": 5}},
+            "notobj": "x",
+            "badmounts": {"path": "/p/m", "mounts": ["a"]},
+            "counts": {"path": "/p/c", "mounts": {"n": None, "neg": -3, "big": 2**40, "f": 1.5, "b": True, "": 2}},
+            "badtime": {"path": "/p/bt", "createdAt": 5},
+            "bindopt": {"path": "/p/b", "options": {"device": "/", "o": "bind"}},
+        }
     }
+    loaded = volumes_from_document(doc, VOLS)
+    assert sorted(loaded.volumes) == ["badtime", "bindopt", "counts", "good", "nopath"]
+    assert loaded.volumes["good"].options == {"device": "d", "extra": "kept"}  # Go accepted any option
+    assert loaded.volumes["nopath"].path == f"{VOLS}/nopath"
+    assert loaded.volumes["counts"].mounts == {"n": 1, "neg": 1}
+    assert loaded.volumes["badtime"].created_at == ""
+    text = "\n".join(loaded.problems)
+    for needle in ("'../evil'", "'badtype'", "'relpath'", "'dotdot'", "'badopts'", "'notobj'", "'badmounts'",
+                   "'big'", "'f'", "'b'", "empty mount ID", "createdAt", "bindopt cannot be mounted"):  # fmt: skip
+        assert needle in text, needle
 
 
-def test_create_with_target_and_s3files() -> None:
-    reg, _, _ = make()
-    vol = reg.create("s3", {"type": "s3files", "device": "bucket", "target": "/mnt/s3/"})
-    assert vol.path == "/mnt/s3"
-    assert vol.options["type"] == "s3files"
+@pytest.mark.parametrize(
+    "raw,needle",
+    [
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"volumes": "x"}', "not an object of volumes"),
+        (b'{"volumes": []}', "not an object of volumes"),  # a list without "version": not ours either
+        (b'{"volumes": {', "not valid JSON"),
+        (b"\xff\xfe", "not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),
+        (b'{"volumes": ' + b"[" * 100_000, "not valid JSON"),
+    ],
+)
+def test_unusable_documents_raise(raw: bytes, needle: str) -> None:
+    with pytest.raises(StateFormatError, match=needle):
+        parse_state(raw, VOLS)
+
+
+def test_empty_documents_are_empty_state() -> None:
+    for raw in (None, b"", b"  \n", b"{}", b'{"volumes": null}', b'{"volumes": {}}'):
+        loaded = parse_state(raw, VOLS)
+        assert loaded.volumes == {} and loaded.problems == [] and not loaded.legacy
+
+
+# ---------------------------------------------------------------- requests
+
+
+def test_create_records_options_as_given_and_time() -> None:
+    reg, mounter, _ = make()
+    v = reg.create("data", {"device": "fs-1:/", "o": "tls"})
+    assert (v.path, v.type, v.options, v.created_at) == (f"{VOLS}/data", "", {"device": "fs-1:/", "o": "tls"}, NOW)
+    assert mounter.prepared == [f"{VOLS}/data"]
+    s3 = reg.create("s3", {"type": "s3files", "device": "bucket", "target": "/mnt/s3/"})
+    assert s3.path == "/mnt/s3" and s3.type == "s3files"
 
 
 @pytest.mark.parametrize(
@@ -62,13 +212,29 @@ def test_create_with_target_and_s3files() -> None:
         ("v", {"device": "d", "colour": "red"}, "unknown option 'colour'"),
         ("v", {"device": 7}, "must be a string"),
         ("v", ["device"], "Opts must be an object"),
+        ("v", {"device": "/", "o": "bind"}, "bind not allowed"),
+        ("v", {"device": "/etc", "o": "tls,rbind"}, "rbind not allowed"),
+        ("v", {"device": "d", "o": "remount,rw"}, "remount not allowed"),
+        ("v", {"device": "/a", "o": "move"}, "move not allowed"),
+        ("v", {"device": "/f", "o": "loop=/dev/loop0"}, "loop not allowed"),
+        ("v", {"device": "d", "o": "tls, BIND "}, "bind not allowed"),
+        ("v", {"device": "d", "o": 'a="x",bind'}, "bind not allowed"),
+        ("v", {"device": "d", "o": "rshared"}, "rshared not allowed"),
     ],
 )
 def test_create_refuses_bad_input(name: object, opts: object, needle: str) -> None:
     reg, mounter, saver = make()
-    with pytest.raises(VolumeError, match=needle.replace("(", r"\(").replace(".", r"\.")):
+    with pytest.raises(VolumeError, match=re.escape(needle)):
         reg.create(name, opts)
     assert reg.volumes() == [] and saver.docs == [] and mounter.prepared == []
+
+
+def test_efs_mount_options_the_agent_sends_are_accepted() -> None:
+    reg, mounter, _ = make()
+    o = "tls,tlsport=20049,iam,awscredsuri=/v2/credentials/abc,accesspoint=fsap-1,netns=/proc/42/ns/net"
+    reg.create("v", {"type": "efs", "device": "fs-1:/data", "o": o})
+    reg.mount("v", "c1")
+    assert mounter.calls == [["mount", "-t", "efs", "-o", o, "fs-1:/data", f"{VOLS}/v"]]
 
 
 def test_duplicate_name_and_shared_path_refused() -> None:
@@ -81,37 +247,70 @@ def test_duplicate_name_and_shared_path_refused() -> None:
     assert len(saver.docs) == 1
 
 
-def test_refcounts_per_mount_id() -> None:
+def test_counts_per_mount_id_same_id_needs_two_unmounts() -> None:
     reg, mounter, saver = make()
-    reg.create("v", {"device": "fs-1:/", "o": "tls,iam"})
+    reg.create("v", {"type": "efs", "device": "fs-1:/", "o": "tls,iam"})
     path = f"{VOLS}/v"
     assert reg.mount("v", "c1") == path
     assert mounter.calls == [["mount", "-t", "efs", "-o", "tls,iam", "fs-1:/", path]]
-    assert reg.mount("v", "c1") == path  # same ID again: idempotent
-    assert reg.mount("v", "c2") == path  # second user: no second mount
+    assert reg.mount("v", "c1") == path  # same ID again: counted, not mounted again
+    assert reg.mount("v", "c2") == path
     assert len(mounter.calls) == 1
-    assert reg.get("v").mounts == ["c1", "c2"]
-    assert saver.last["volumes"][0]["mounts"] == ["c1", "c2"]
+    assert reg.get("v").mounts == {"c1": 2, "c2": 1}
+    assert saver.last["volumes"]["v"]["mounts"] == {"c1": 2, "c2": 1}
     reg.unmount("v", "c1")
-    assert len(mounter.calls) == 1 and path in mounter.mounted
-    with pytest.raises(VolumeError, match="not mounted by c1"):
-        reg.unmount("v", "c1")
     reg.unmount("v", "c2")
+    assert reg.get("v").mounts == {"c1": 1}
+    assert len(mounter.calls) == 1 and path in mounter.mounted  # c1 still holds it
+    reg.unmount("v", "c1")
     assert mounter.calls[-1] == ["umount", "-l", path]
     assert path not in mounter.mounted
-    assert saver.last["volumes"][0]["mounts"] == []
+    assert "mounts" not in saver.last["volumes"]["v"]
 
 
-def test_mount_without_o_omits_dash_o() -> None:
-    reg, mounter, _ = make()
-    reg.create("v", {"type": "s3files", "device": "bucket"})
+def test_unmount_of_unknown_id_succeeds_and_changes_nothing() -> None:
+    reg, mounter, saver = make()
+    reg.create("v", {"device": "d"})
     reg.mount("v", "c1")
-    assert mounter.calls == [["mount", "-t", "s3files", "bucket", f"{VOLS}/v"]]
+    saves, calls = len(saver.docs), list(mounter.calls)
+    reg.unmount("v", "never-mounted")
+    reg.unmount("v", "never-mounted")
+    assert reg.get("v").mounts == {"c1": 1}
+    assert len(saver.docs) == saves and mounter.calls == calls
+    with pytest.raises(VolumeError, match="volume nope not found"):
+        reg.unmount("nope", "c1")
 
 
-def test_mount_refuses_missing_id_unknown_volume_and_missing_device() -> None:
-    bad = Volume(name="old", options={"type": "efs"}, path=f"{VOLS}/old", created_at="")
-    reg, mounter, _ = make({"old": bad})
+def test_loaded_go_counts_unmount_of_the_last_id_unmounts_the_host() -> None:
+    loaded = parse_state(GO_STATE.encode(), VOLS)
+    mounter, saver = FakeMounter(), FakeSaver()
+    path = f"{VOLS}/efsvol"
+    mounter.mounted.add(path)  # the Go plugin mounted it before the upgrade
+    reg = Registry(VOLS, mounter, saver, loaded.volumes)
+    reg.mount("efsvol", "new-id")  # still mounted: counted, no second mount
+    assert mounter.calls == []
+    for mid in ("0b7d2a1c9e", "0b7d2a1c9e", "5f3e8d7c6b"):
+        reg.unmount("efsvol", mid)
+        assert mounter.calls == [] and path in mounter.mounted
+    reg.unmount("efsvol", "new-id")
+    assert mounter.calls == [["umount", "-l", path]] and path not in mounter.mounted
+    assert "mounts" not in saver.last["volumes"]["efsvol"]
+    assert saver.last["volumes"]["efsvol"]["createdAt"] == "2024-05-06T07:08:09.123456789Z"
+
+
+def test_mount_without_type_or_o_leaves_them_out() -> None:
+    reg, mounter, _ = make()
+    reg.create("s3", {"type": "s3files", "device": "bucket"})
+    reg.create("plain", {"device": "fs-2:/"})
+    reg.mount("s3", "c1")
+    reg.mount("plain", "c1")
+    assert mounter.calls == [["mount", "-t", "s3files", "bucket", f"{VOLS}/s3"], ["mount", "fs-2:/", f"{VOLS}/plain"]]
+
+
+def test_mount_refuses_missing_id_unknown_volume_and_unmountable_records() -> None:
+    nodevice = Volume(name="old", type="efs", path=f"{VOLS}/old", options={"type": "efs"}, created_at="")
+    bind = Volume(name="bind", type="efs", path=f"{VOLS}/bind", options={"device": "/", "o": "bind"}, created_at="")
+    reg, mounter, _ = make({"old": nodevice, "bind": bind})
     reg.create("v", {"device": "d"})
     for mid in (None, "", 5):
         with pytest.raises(VolumeError, match="missing mount ID"):
@@ -120,7 +319,10 @@ def test_mount_refuses_missing_id_unknown_volume_and_missing_device() -> None:
         reg.mount("nope", "c1")
     with pytest.raises(VolumeError, match="missing option 'device'"):
         reg.mount("old", "c1")
+    with pytest.raises(VolumeError, match="bind not allowed"):
+        reg.mount("bind", "c1")  # a state file edited behind our back cannot smuggle one in
     assert mounter.calls == []
+    reg.remove("bind")  # but it can still be removed
 
 
 def test_remount_when_mount_vanished() -> None:
@@ -132,25 +334,29 @@ def test_remount_when_mount_vanished() -> None:
     assert [c[0] for c in mounter.calls] == ["mount", "mount"]
 
 
-def test_remove_refuses_mounted_then_removes() -> None:
+def test_remove_unmounts_if_still_mounted_then_removes_the_directory() -> None:
     reg, mounter, saver = make()
     reg.create("v", {"device": "d"})
     reg.mount("v", "c1")
-    with pytest.raises(VolumeError, match="in use"):
-        reg.remove("v")
-    reg.unmount("v", "c1")
-    reg.remove("v")
-    assert reg.volumes() == [] and saver.last["volumes"] == []
+    reg.remove("v")  # Go/SPEC: Remove unmounts a volume still mounted
+    assert mounter.calls[-1] == ["umount", "-l", f"{VOLS}/v"] and mounter.mounted == set()
+    assert reg.volumes() == [] and saver.last == {}
     assert mounter.released == [f"{VOLS}/v"]
     with pytest.raises(VolumeError, match="not found"):
         reg.remove("v")
+    reg.create("t", {"device": "d", "target": "/mnt/mine"})
+    reg.remove("t")
+    assert mounter.released[-1] == "/mnt/mine"  # only ever removed when empty (HostMounter.release)
 
 
-def test_remove_keeps_custom_target_dir() -> None:
-    reg, mounter, _ = make()
-    reg.create("v", {"device": "d", "target": "/mnt/mine"})
-    reg.remove("v")
-    assert mounter.released == []
+def test_remove_keeps_everything_when_umount_fails() -> None:
+    reg, mounter, saver = make()
+    reg.create("v", {"device": "d"})
+    reg.mount("v", "c1")
+    mounter.fail_umount = True
+    with pytest.raises(VolumeError, match="umount failed"):
+        reg.remove("v")
+    assert reg.get("v").mounts == {"c1": 1} and "v" in saver.last["volumes"] and mounter.released == []
 
 
 def test_failed_mount_changes_nothing() -> None:
@@ -159,7 +365,7 @@ def test_failed_mount_changes_nothing() -> None:
     mounter.fail_mount = True
     with pytest.raises(VolumeError, match="mount failed"):
         reg.mount("v", "c1")
-    assert reg.get("v").mounts == [] and len(saver.docs) == 1
+    assert reg.get("v").mounts == {} and len(saver.docs) == 1
 
 
 def test_failed_save_rolls_back_create() -> None:
@@ -180,7 +386,7 @@ def test_failed_save_rolls_back_mount_and_unmounts() -> None:
     saver.fail = True
     with pytest.raises(VolumeError, match="cannot save state"):
         reg.mount("v", "c1")
-    assert reg.get("v").mounts == []
+    assert reg.get("v").mounts == {}
     assert [c[0] for c in mounter.calls] == ["mount", "umount"]
     assert mounter.mounted == set()
 
@@ -191,8 +397,8 @@ def test_failed_save_rolls_back_second_mount_without_unmounting() -> None:
     reg.mount("v", "c1")
     saver.fail = True
     with pytest.raises(VolumeError):
-        reg.mount("v", "c2")
-    assert reg.get("v").mounts == ["c1"]
+        reg.mount("v", "c1")
+    assert reg.get("v").mounts == {"c1": 1}
     assert [c[0] for c in mounter.calls] == ["mount"] and mounter.mounted
 
 
@@ -203,20 +409,20 @@ def test_failed_save_rolls_back_unmount_and_keeps_mount() -> None:
     saver.fail = True
     with pytest.raises(VolumeError, match="cannot save state"):
         reg.unmount("v", "c1")
-    assert reg.get("v").mounts == ["c1"]
+    assert reg.get("v").mounts == {"c1": 1}
     assert [c[0] for c in mounter.calls] == ["mount"]  # nothing unmounted
     assert f"{VOLS}/v" in mounter.mounted
 
 
-def test_failed_umount_restores_mount_id() -> None:
+def test_failed_umount_restores_mount_count() -> None:
     reg, mounter, saver = make()
     reg.create("v", {"device": "d"})
     reg.mount("v", "c1")
     mounter.fail_umount = True
     with pytest.raises(VolumeError, match="umount failed"):
         reg.unmount("v", "c1")
-    assert reg.get("v").mounts == ["c1"]
-    assert saver.last["volumes"][0]["mounts"] == ["c1"]
+    assert reg.get("v").mounts == {"c1": 1}
+    assert saver.last["volumes"]["v"]["mounts"] == {"c1": 1}
 
 
 def test_failed_save_rolls_back_remove() -> None:
@@ -228,41 +434,19 @@ def test_failed_save_rolls_back_remove() -> None:
     assert [v.name for v in reg.volumes()] == ["v"] and mounter.released == []
 
 
-def test_state_round_trip_and_reconcile() -> None:
+def test_reconcile_clears_counts_of_volumes_no_longer_mounted() -> None:
     reg, mounter, saver = make()
     reg.create("a", {"device": "d1"})
     reg.create("b", {"device": "d2", "o": "ro", "type": "s3files"})
     reg.mount("a", "c1")
     reg.mount("b", "c2")
-    volumes, problems = volumes_from_document(saver.last)
-    assert problems == []
-    assert state_document(volumes) == saver.last
-    # After a "reboot" only a is still mounted: b's stale ID is dropped.
+    loaded = parse_state(encode_state(saver.last).encode(), VOLS)
+    assert state_document(loaded.volumes) == saver.last
+    # After a "reboot" only a is still mounted: b's stale count is dropped.
     mounter2, saver2 = FakeMounter(), FakeSaver()
     mounter2.mounted.add(f"{VOLS}/a")
-    reg2 = Registry(VOLS, mounter2, saver2, volumes)
+    reg2 = Registry(VOLS, mounter2, saver2, loaded.volumes)
     assert reg2.reconcile() == ["b"]
-    assert reg2.get("a").mounts == ["c1"] and reg2.get("b").mounts == []
-    assert saver2.last["volumes"][1]["mounts"] == []
+    assert reg2.get("a").mounts == {"c1": 1} and reg2.get("b").mounts == {}
+    assert "mounts" not in saver2.last["volumes"]["b"]
     assert reg2.reconcile() == []
-
-
-def test_load_skips_bad_entries() -> None:
-    doc = {
-        "version": 1,
-        "volumes": [
-            {"name": "ok", "options": {"device": "d"}, "path": "/x/ok", "created_at": "t", "mounts": ["m"]},
-            {"name": "ok", "options": {"device": "d"}, "path": "/x/ok2", "mounts": []},
-            {"name": "../bad", "options": {"device": "d"}, "path": "/x/bad"},
-            {"name": "badtype", "options": {"device": "d", "type": "zfs"}, "path": "/x/t"},
-            {"name": "relpath", "options": {"device": "d"}, "path": "x"},
-            {"name": "badmounts", "options": {"device": "d"}, "path": "/x/m", "mounts": [1]},
-            "junk",
-        ],
-    }
-    volumes, problems = volumes_from_document(doc)
-    assert list(volumes) == ["ok"] and volumes["ok"].mounts == ["m"]
-    assert volumes["ok"].options == {"device": "d", "type": "efs"}
-    assert len(problems) == 6
-    assert volumes_from_document(None) == ({}, [])
-    assert volumes_from_document([1, 2])[1] == ["state is not an object with a volumes list"]

@@ -5,7 +5,9 @@ answer is JSON with ``Content-Type: application/vnd.docker.plugins.v1.2+json``.
 Request errors are ``{"Err": "..."}`` with HTTP 200 (what Docker's plugin
 client expects), malformed bodies get 400, unknown endpoints 404, other
 methods 405 -- always with an ``Err``. Nothing a client sends stops the
-server.
+server: a body that ends before its Content-Length (or its last chunk) is
+refused, not answered; connections are capped and idle or slow ones are
+closed (see ``connections``).
 """
 
 from __future__ import annotations
@@ -21,21 +23,24 @@ import socket
 import socketserver
 import stat
 import threading
+import time
 from types import FrameType
 from typing import Any, Callable, Mapping, Sequence
 
 from ecs_init import logsetup
 from ecs_init.config import Config, Paths
 from ecs_init.volume_plugin import DEFAULT_SOCKET, LOG_FILE_NAME, PLUGIN_NAME, SOCKET_ENV
+from ecs_init.volume_plugin.connections import IDLE, IDLE_TIMEOUT, READING, WORKING, ConnectionTable
 from ecs_init.volume_plugin.drivers import VolumeError
-from ecs_init.volume_plugin.host import HostMounter, JsonStateFile
-from ecs_init.volume_plugin.state import Registry, Volume, volumes_from_document
+from ecs_init.volume_plugin.host import HostMounter, JsonStateFile, StateFileError
+from ecs_init.volume_plugin.state import LoadedState, Registry, StateFormatError, Volume, parse_state
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
 MAX_BODY = 1024 * 1024
 SD_LISTEN_FDS_START = 3
+MAX_PROBLEMS_LOGGED = 20
 
 
 class BadRequest(Exception):
@@ -137,11 +142,29 @@ def dispatch(reg: Registry, path: str, raw: bytes) -> tuple[int, dict[str, Any]]
 # ---------------------------------------------------------------- HTTP
 
 
+class _LastLine:
+    """A reader that remembers the last line read (was the header block ended?)."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.last = b""
+
+    def readline(self, limit: int = -1) -> bytes:
+        line: bytes = self.raw.readline(limit)
+        self.last = line
+        return line
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = PLUGIN_NAME
     sys_version = ""
-    timeout = 300  # idle keep-alive connections are closed after this
+    # A backstop for every read and write; the connection table closes idle
+    # connections and slow requests well before this.
+    timeout = IDLE_TIMEOUT + 10
 
     server: PluginServer
 
@@ -165,6 +188,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def handle_one_request(self) -> None:
+        super().handle_one_request()
+        self.server.connections.phase(self.connection, IDLE)
+
+    def parse_request(self) -> bool:
+        # The request line is in: from here the whole request must arrive in time.
+        self.server.connections.phase(self.connection, READING)
+        reader = _LastLine(self.rfile)
+        self.rfile = reader  # type: ignore[assignment]
+        try:
+            ok = super().parse_request()
+        finally:
+            self.rfile = reader.raw
+        if ok and reader.last not in (b"\r\n", b"\n"):
+            # End of file inside the headers (a half-close, or we cut it off):
+            # http.server would take what came as complete.
+            self.send_error(400, "request headers ended before the blank line")
+            return False
+        return ok
+
     def _send(self, status: int, payload: dict[str, Any]) -> None:
         data = json.dumps(payload).encode("utf-8")
         self.send_response(status)
@@ -176,16 +219,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             return self._read_chunked()
-        raw_len = self.headers.get("Content-Length", "0") or "0"
-        try:
-            length = int(raw_len)
-        except ValueError:
+        raw_len = (self.headers.get("Content-Length", "0") or "0").strip()
+        if not (raw_len.isascii() and raw_len.isdigit()):
             self.close_connection = True
             raise BadRequest(400, f"bad Content-Length {raw_len[:40]!r}")
-        if length < 0 or length > MAX_BODY:
+        length = int(raw_len)
+        if length > MAX_BODY:
             self.close_connection = True
             raise BadRequest(413, f"request body of {length} bytes refused (limit {MAX_BODY})")
-        return self.rfile.read(length)
+        body = self.rfile.read(length)
+        if len(body) < length:
+            self.close_connection = True
+            raise BadRequest(400, f"request body ended after {len(body)} of {length} bytes")
+        return body
 
     def _read_chunked(self) -> bytes:
         out = bytearray()
@@ -197,21 +243,30 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.close_connection = True
                 raise BadRequest(400, "bad chunked encoding")
             if size == 0:
-                while self.rfile.readline(1024).strip():  # trailers
-                    pass
-                return bytes(out)
+                while True:  # trailers, up to the empty line
+                    trailer = self.rfile.readline(1024)
+                    if not trailer:
+                        self.close_connection = True
+                        raise BadRequest(400, "request body ended before its last chunk's end")
+                    if not trailer.strip():
+                        return bytes(out)
             if size < 0 or len(out) + size > MAX_BODY:
                 self.close_connection = True
                 raise BadRequest(413, f"request body over {MAX_BODY} bytes refused")
-            out += self.rfile.read(size)
-            self.rfile.readline(1024)
+            chunk = self.rfile.read(size)
+            if len(chunk) < size or self.rfile.readline(1024) not in (b"\r\n", b"\n"):
+                self.close_connection = True
+                raise BadRequest(400, "request body ended inside a chunk")
+            out += chunk
 
     def do_POST(self) -> None:  # noqa: N802 - http.server naming
         try:
             body = self._read_body()
         except BadRequest as err:
+            log.info("%s: %s", self.path[:200], err)
             self._send(err.status, {"Err": str(err)})
             return
+        self.server.connections.phase(self.connection, WORKING)
         status, payload = dispatch(self.server.registry, self.path, body)
         log.debug("%s -> %d %s", self.path, status, payload.get("Err", ""))
         self._send(status, payload)
@@ -223,14 +278,62 @@ class Handler(http.server.BaseHTTPRequestHandler):
     do_GET = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _not_allowed  # noqa: N815
 
 
+def _canned(status: str, payload: dict[str, Any]) -> bytes:
+    body = json.dumps(payload).encode()
+    head = f"HTTP/1.1 {status}\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {len(body)}\r\n"
+    return (head + "Connection: close\r\n\r\n").encode() + body
+
+
+_BUSY = _canned("503 Service Unavailable", {"Err": "too many connections to the volume plugin now; try again"})
+
+
 class PluginServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """One thread per connection, at most ``connections.hard_limit`` of them."""
+
     daemon_threads = True
 
-    def __init__(self, sock: socket.socket, registry: Registry) -> None:
+    def __init__(self, sock: socket.socket, registry: Registry, connections: ConnectionTable | None = None) -> None:
         super().__init__(sock.getsockname() or "", Handler, bind_and_activate=False)
         self.socket.close()
         self.socket = sock
         self.registry = registry
+        self.connections = connections if connections is not None else ConnectionTable()
+        self._refusal_logged = 0.0
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.connections.admit(request):
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except RuntimeError as err:  # no thread could be started
+            self.connections.discard(request)
+            self.shutdown_request(request)
+            log.error("cannot serve a connection: %s", err)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.connections.discard(request)
+
+    def _refuse(self, request: socket.socket) -> None:
+        try:
+            request.send(_BUSY, socket.MSG_DONTWAIT)
+        except OSError:
+            pass
+        self.shutdown_request(request)
+        now = time.monotonic()
+        if now - self._refusal_logged >= 60:
+            self._refusal_logged = now
+            log.warning(
+                "refusing connections: %d open, none idle (%d refused so far)",
+                len(self.connections),
+                self.connections.refused,
+            )
+
+    def service_actions(self) -> None:
+        self.connections.close_expired()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.warning("connection error", exc_info=True)
@@ -291,15 +394,35 @@ def bind_socket(path: str) -> socket.socket:
 # ---------------------------------------------------------------- main
 
 
+def load_state(state: JsonStateFile, volumes_dir: str) -> LoadedState:
+    """The volumes in the state file. A file that cannot be used at all (a
+    symlink, FIFO, device or directory, too large, not JSON, nested too deep,
+    the wrong shape) is moved aside with one log line and we start empty."""
+    try:
+        return parse_state(state.read(), volumes_dir)
+    except (StateFileError, StateFormatError) as err:
+        state.quarantine(str(err))
+        return LoadedState()
+
+
 def build_registry(state_path: str, volumes_dir: str, mounter: HostMounter | None = None) -> Registry:
     state = JsonStateFile(state_path)
-    volumes, problems = volumes_from_document(state.load())
-    for problem in problems:
+    loaded = load_state(state, volumes_dir)
+    for problem in loaded.problems[:MAX_PROBLEMS_LOGGED]:
         log.warning("%s: %s", state_path, problem)
-    registry = Registry(volumes_dir, mounter or HostMounter(), state.save, volumes)
+    if len(loaded.problems) > MAX_PROBLEMS_LOGGED:
+        log.warning("%s: %d more problem(s) not shown", state_path, len(loaded.problems) - MAX_PROBLEMS_LOGGED)
+    registry = Registry(volumes_dir, mounter or HostMounter(), state.save, loaded.volumes)
+    if loaded.legacy:
+        try:
+            registry.save()
+        except VolumeError:
+            pass  # logged; the next change saves again
+        else:
+            log.info("rewrote %s in the Go plugin's format (%d volume(s))", state_path, len(loaded.volumes))
     stale = registry.reconcile()
     note = f"; cleared stale mounts: {stale}" if stale else ""
-    log.info("loaded %d volume(s) from %s%s", len(volumes), state_path, note)
+    log.info("loaded %d volume(s) from %s%s", len(loaded.volumes), state_path, note)
     return registry
 
 
@@ -351,6 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("%s stopping (mounted volumes stay mounted)", PLUGIN_NAME)
     server.shutdown()
     server.server_close()
+    server.connections.close_all()
     if owned:
         try:
             os.unlink(args.socket)

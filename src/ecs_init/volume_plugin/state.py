@@ -1,9 +1,23 @@
-"""The volume registry: volumes, reference counts per mount ID, JSON state.
+"""The volume registry: volumes, mount counts per mount ID, the state document.
 
 Pure logic. Everything that touches the host -- creating directories,
 mount(8)/umount(8), asking whether a path is mounted, writing the state
 file -- goes through the injected ``Mounter`` and ``saver`` so unit tests
 can pass fakes.
+
+The state document is the Go plugin's on-disk format (SPEC §13), so either
+plugin can take over from the other::
+
+    {"volumes": {"<name>": {"type": "efs", "path": "/var/lib/ecs/volumes/<name>",
+                            "options": {"type": "efs", "device": "fs-1:/", "o": "tls"},
+                            "createdAt": "2026-01-02T03:04:05.123456789Z",
+                            "mounts": {"<mount ID>": 2}}}}
+
+Empty fields are left out (Go's ``omitempty``). ``mounts`` counts how many
+times Docker mounted the volume for each ID; a count of 0 (or null) read
+back is taken as 1, as the Go plugin does. The format this plugin wrote
+before (``{"version": 1, "volumes": [...]}``) is still read, once, and the
+caller rewrites it in the Go format.
 
 Consistency rule: a request either fully happens (host and saved state
 agree) or returns ``VolumeError`` with the in-memory registry unchanged.
@@ -12,6 +26,7 @@ agree) or returns ``VolumeError`` with the in-memory registry unchanged.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import threading
@@ -22,6 +37,7 @@ from typing import Any, Callable, Protocol
 from ecs_init.volume_plugin.drivers import (
     VolumeError,
     check_name,
+    driver_for,
     mount_argv,
     mount_path,
     normalize_options,
@@ -30,9 +46,10 @@ from ecs_init.volume_plugin.drivers import (
 
 log = logging.getLogger(__name__)
 
-STATE_VERSION = 1
-
 Saver = Callable[[dict[str, Any]], None]
+
+# Counts above this are not counts (a 64-bit Go int would overflow first).
+MAX_MOUNT_COUNT = 2**31 - 1
 
 
 class Mounter(Protocol):
@@ -43,88 +60,239 @@ class Mounter(Protocol):
         """Best effort: remove the mount directory if it is empty."""
 
     def run(self, argv: list[str]) -> None:
-        """Run mount/umount; raise ``VolumeError`` on failure."""
+        """Run mount/umount; raise ``VolumeError`` on failure. An umount of a
+        path that is not mounted succeeds."""
 
     def is_mounted(self, path: str) -> bool:
         """Whether ``path`` is a mount point now."""
 
 
+def rfc3339_nano(ns: int) -> str:
+    """Go's ``time.RFC3339Nano`` in UTC: nanoseconds, trailing zeros dropped."""
+    secs, frac = divmod(ns, 10**9)
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+    if frac:
+        text += "." + f"{frac:09d}".rstrip("0")
+    return text + "Z"
+
+
 def utc_now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return rfc3339_nano(time.time_ns())
 
 
 @dataclass
 class Volume:
     name: str
-    options: dict[str, str]
+    type: str
     path: str
+    options: dict[str, str]
     created_at: str
-    mounts: list[str] = field(default_factory=list)
+    mounts: dict[str, int] = field(default_factory=dict)
 
     @property
     def mounted(self) -> bool:
+        """Mounted on the host while any mount ID holds it."""
         return bool(self.mounts)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "options": dict(sorted(self.options.items())),
-            "path": self.path,
-            "created_at": self.created_at,
-            "mounts": list(self.mounts),
-        }
+    @property
+    def users(self) -> int:
+        return sum(self.mounts.values())
 
-    @classmethod
-    def from_json(cls, raw: Any) -> Volume:
-        if not isinstance(raw, dict):
-            raise VolumeError("volume entry is not an object")
-        name = check_name(raw.get("name"))
-        options = normalize_options(raw.get("options"))
-        path = raw.get("path")
-        if not isinstance(path, str) or not os.path.isabs(path):
-            raise VolumeError(f"volume {name}: bad path {path!r}")
-        created = raw.get("created_at")
-        mounts = raw.get("mounts") or []
-        if not isinstance(mounts, list) or not all(isinstance(m, str) and m for m in mounts):
-            raise VolumeError(f"volume {name}: bad mounts {mounts!r}")
-        return cls(
-            name=name,
-            options=options,
-            path=path,
-            created_at=created if isinstance(created, str) else "",
-            mounts=list(dict.fromkeys(mounts)),
-        )
+    def add_mount(self, mount_id: str) -> None:
+        self.mounts[mount_id] = self.mounts.get(mount_id, 0) + 1
+
+    def remove_mount(self, mount_id: str) -> bool:
+        """One unmount for ``mount_id``; False when it holds no mount."""
+        count = self.mounts.get(mount_id)
+        if count is None:
+            return False
+        if count <= 1:
+            del self.mounts[mount_id]
+        else:
+            self.mounts[mount_id] = count - 1
+        return True
+
+    def to_json(self) -> dict[str, Any]:
+        """The Go plugin's ``VolumeInfo``: fields in its order, empty ones left out."""
+        out: dict[str, Any] = {}
+        if self.type:
+            out["type"] = self.type
+        if self.path:
+            out["path"] = self.path
+        if self.options:
+            out["options"] = dict(sorted(self.options.items()))
+        if self.created_at:
+            out["createdAt"] = self.created_at
+        if self.mounts:
+            out["mounts"] = dict(sorted(self.mounts.items()))
+        return out
 
 
 def state_document(volumes: dict[str, Volume]) -> dict[str, Any]:
-    return {"version": STATE_VERSION, "volumes": [volumes[n].to_json() for n in sorted(volumes)]}
+    if not volumes:
+        return {}
+    return {"volumes": {name: volumes[name].to_json() for name in sorted(volumes)}}
 
 
-def volumes_from_document(doc: Any) -> tuple[dict[str, Volume], list[str]]:
-    """Parse a state document; bad entries are skipped and reported."""
-    problems: list[str] = []
-    volumes: dict[str, Volume] = {}
-    if doc is None:
-        return volumes, problems
-    if not isinstance(doc, dict) or not isinstance(doc.get("volumes", []), list):
-        return volumes, ["state is not an object with a volumes list"]
-    for raw in doc.get("volumes", []):
+def encode_state(doc: dict[str, Any]) -> str:
+    """The file text, laid out as Go's ``json.MarshalIndent(v, "", "\\t")``."""
+    return json.dumps(doc, indent="\t")
+
+
+# ---------------------------------------------------------------- reading
+
+
+class StateFormatError(Exception):
+    """The document as a whole is unusable (not JSON, too deep, wrong shape)."""
+
+
+@dataclass
+class LoadedState:
+    volumes: dict[str, Volume] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    legacy: bool = False  # in this plugin's old format: rewrite it
+
+
+def parse_state(raw: bytes | None, volumes_dir: str) -> LoadedState:
+    """Parse the state file's bytes (None: there is no file)."""
+    if raw is None:
+        return LoadedState()
+    try:
+        text = raw.decode("utf-8")
+        doc = json.loads(text) if text.strip() else {}
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise StateFormatError(f"is not valid JSON ({str(err)[:200] or 'nested too deeply'})") from None
+    except MemoryError:
+        raise StateFormatError("is too large to parse") from None
+    return volumes_from_document(doc, volumes_dir)
+
+
+def volumes_from_document(doc: Any, volumes_dir: str) -> LoadedState:
+    """The volumes of a parsed document, Go format or this plugin's old one.
+    Bad entries are skipped and reported; a document of the wrong shape
+    raises StateFormatError."""
+    if not isinstance(doc, dict):
+        raise StateFormatError("is not a JSON object")
+    raw_volumes = doc.get("volumes")
+    if raw_volumes is None:
+        return LoadedState()
+    if isinstance(raw_volumes, dict):
+        loaded = LoadedState()
+        for name, entry in raw_volumes.items():
+            try:
+                loaded.volumes[name] = _go_volume(name, entry, volumes_dir, loaded.problems)
+            except VolumeError as err:
+                loaded.problems.append(f"skipping volume entry {str(name)[:100]!r}: {err}")
+        return loaded
+    if isinstance(raw_volumes, list) and "version" in doc:
+        return _legacy_volumes(raw_volumes)
+    raise StateFormatError("has a 'volumes' that is not an object of volumes")
+
+
+def _string(value: Any, what: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise VolumeError(f"{what} is not a string")
+    return value
+
+
+def _path(value: Any, name: str, volumes_dir: str) -> str:
+    path = _string(value, "path")
+    if not path:
+        return os.path.join(volumes_dir, name)
+    if not os.path.isabs(path) or ".." in path.split("/") or "\x00" in path:
+        raise VolumeError(f"bad path {path[:200]!r}")
+    return path
+
+
+def _options(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise VolumeError("options is not an object of strings")
+    return dict(value)
+
+
+def _go_volume(name: Any, entry: Any, volumes_dir: str, problems: list[str]) -> Volume:
+    checked = check_name(name)
+    if not isinstance(entry, dict):
+        raise VolumeError("not an object")
+    volume_type = _string(entry.get("type"), "type")
+    driver_for(volume_type)
+    options = _options(entry.get("options"))
+    try:
+        mount_argv(volume_type, options, "/")
+    except VolumeError as err:
+        problems.append(f"volume {checked} cannot be mounted as recorded ({err}); Remove still works")
+    created = entry.get("createdAt")
+    if created is not None and not isinstance(created, str):
+        problems.append(f"volume {checked}: ignoring createdAt {str(created)[:50]!r}")
+        created = None
+    mounts: dict[str, int] = {}
+    raw_mounts = entry.get("mounts")
+    if raw_mounts is not None and not isinstance(raw_mounts, dict):
+        raise VolumeError("mounts is not an object of counts")
+    for mount_id, count in (raw_mounts or {}).items():
+        if not mount_id:
+            problems.append(f"volume {checked}: ignoring an empty mount ID")
+        elif count is None or (isinstance(count, int) and not isinstance(count, bool) and count <= 0):
+            mounts[mount_id] = 1  # Go: a count of 0 read back is taken as 1
+        elif isinstance(count, int) and not isinstance(count, bool) and count <= MAX_MOUNT_COUNT:
+            mounts[mount_id] = count
+        else:
+            problems.append(f"volume {checked}: ignoring mount {mount_id[:100]!r} with count {str(count)[:50]!r}")
+    return Volume(
+        name=checked,
+        type=volume_type,
+        path=_path(entry.get("path"), checked, volumes_dir),
+        options=options,
+        created_at=created or "",
+        mounts=mounts,
+    )
+
+
+def _legacy_volumes(entries: list[Any]) -> LoadedState:
+    """This plugin's old format: ``{"version": 1, "volumes": [{"name", "options",
+    "path", "created_at", "mounts": [IDs]}]}``."""
+    loaded = LoadedState(legacy=True)
+    for raw in entries:
         try:
-            vol = Volume.from_json(raw)
+            if not isinstance(raw, dict):
+                raise VolumeError("not an object")
+            name = check_name(raw.get("name"))
+            if name in loaded.volumes:
+                raise VolumeError(f"duplicate volume {name!r}")
+            options = _options(raw.get("options"))
+            path = _string(raw.get("path"), "path")
+            if not path:
+                raise VolumeError(f"volume {name}: no path")
+            ids = raw.get("mounts") or []
+            if not isinstance(ids, list) or not all(isinstance(m, str) and m for m in ids):
+                raise VolumeError(f"volume {name}: bad mounts")
+            created = raw.get("created_at")
+            volume_type = options.get("type", "")
+            driver_for(volume_type)
+            loaded.volumes[name] = Volume(
+                name=name,
+                type=volume_type,
+                path=_path(path, name, ""),
+                options=options,
+                created_at=created if isinstance(created, str) else "",
+                mounts=dict.fromkeys(ids, 1),
+            )
         except VolumeError as err:
-            problems.append(f"skipping volume entry: {err}")
-            continue
-        if vol.name in volumes:
-            problems.append(f"skipping duplicate volume entry {vol.name!r}")
-            continue
-        volumes[vol.name] = vol
-    return volumes, problems
+            loaded.problems.append(f"skipping volume entry: {err}")
+    return loaded
 
 
 def check_mount_id(mount_id: object) -> str:
     if not isinstance(mount_id, str) or not mount_id:
         raise VolumeError("missing mount ID")
     return mount_id
+
+
+# ---------------------------------------------------------------- registry
 
 
 class Registry:
@@ -147,14 +315,22 @@ class Registry:
 
     # ------------------------------------------------------------ helpers
 
+    def save(self) -> None:
+        """Persist the registry as it is; raises VolumeError."""
+        with self._lock:
+            try:
+                self.saver(state_document(self._volumes))
+            except Exception as err:  # noqa: BLE001 - any failure to persist is reported, not fatal
+                log.error("saving volume plugin state failed: %s", err)
+                raise VolumeError(f"cannot save state: {err}") from err
+
     def _save(self, before: dict[str, Volume]) -> None:
         """Persist; on failure restore ``before`` and raise VolumeError."""
         try:
-            self.saver(state_document(self._volumes))
-        except Exception as err:  # noqa: BLE001 - any failure to persist is reported, not fatal
+            self.save()
+        except VolumeError:
             self._volumes = before
-            log.error("saving volume plugin state failed: %s", err)
-            raise VolumeError(f"cannot save state: {err}") from err
+            raise
 
     def _snapshot(self) -> dict[str, Volume]:
         return copy.deepcopy(self._volumes)
@@ -165,9 +341,6 @@ class Registry:
         if vol is None:
             raise VolumeError(f"volume {checked} not found")
         return vol
-
-    def _default_path(self, path: str) -> bool:
-        return os.path.dirname(path) == os.path.normpath(self.volumes_dir)
 
     # ------------------------------------------------------------ queries
 
@@ -197,50 +370,57 @@ class Registry:
                     raise VolumeError(f"mount path {path} is already used by volume {other.name}")
             self.mounter.prepare(path)
             before = self._snapshot()
-            vol = Volume(name=checked, options=options, path=path, created_at=self.clock())
+            vol = Volume(
+                name=checked, type=options.get("type", ""), path=path, options=options, created_at=self.clock()
+            )
             self._volumes[checked] = vol
             try:
                 self._save(before)
             except VolumeError:
-                if self._default_path(path):
-                    self.mounter.release(path)
+                self.mounter.release(path)
                 raise
-            log.info("created volume %s (type %s) at %s", checked, options["type"], path)
+            log.info("created volume %s (type %s) at %s", checked, driver_for(vol.type).name, path)
             return copy.deepcopy(vol)
 
     def remove(self, name: object) -> None:
+        """Unmount if still mounted (SPEC §13), forget, remove the empty directory."""
         with self._lock:
             vol = self._find(name)
-            if vol.mounted:
-                raise VolumeError(f"volume {vol.name} is in use ({len(vol.mounts)} mount(s))")
+            if vol.mounted or self.mounter.is_mounted(vol.path):
+                log.info("volume %s is still mounted at %s; unmounting it", vol.name, vol.path)
+                self.mounter.run(umount_argv(vol.path))
             before = self._snapshot()
             del self._volumes[vol.name]
             self._save(before)
-            if self._default_path(vol.path):
-                self.mounter.release(vol.path)
+            self.mounter.release(vol.path)
             log.info("removed volume %s", vol.name)
 
     def mount(self, name: object, mount_id: object) -> str:
         with self._lock:
             vol = self._find(name)
             mid = check_mount_id(mount_id)
-            if mid in vol.mounts:
-                return vol.path
             # First user, or the mount vanished behind our back: (re)mount.
-            need_mount = not vol.mounts or not self.mounter.is_mounted(vol.path)
+            need_mount = not vol.mounted or not self.mounter.is_mounted(vol.path)
             if need_mount:
-                argv = mount_argv(vol.options, vol.path)
+                argv = mount_argv(vol.type, vol.options, vol.path)
                 self.mounter.prepare(vol.path)
                 self.mounter.run(argv)
             before = self._snapshot()
-            self._volumes[vol.name].mounts.append(mid)
+            current = self._volumes[vol.name]
+            current.add_mount(mid)
             try:
                 self._save(before)
             except VolumeError:
                 if need_mount:
                     self._undo_mount(vol.path)
                 raise
-            log.info("mounted volume %s for %s (%d user(s))", vol.name, mid, len(self._volumes[vol.name].mounts))
+            log.info(
+                "mounted volume %s for %s (count %d, %d mount(s) in all)",
+                vol.name,
+                mid,
+                current.mounts[mid],
+                current.users,
+            )
             return vol.path
 
     def _undo_mount(self, path: str) -> None:
@@ -253,37 +433,37 @@ class Registry:
         with self._lock:
             vol = self._find(name)
             mid = check_mount_id(mount_id)
-            if mid not in vol.mounts:
-                raise VolumeError(f"volume {vol.name} is not mounted by {mid}")
             before = self._snapshot()
             current = self._volumes[vol.name]
-            current.mounts.remove(mid)
-            last = not current.mounts
+            if not current.remove_mount(mid):
+                log.warning("volume %s holds no mount for %s; nothing to do", vol.name, mid)
+                return
+            last = not current.mounted
             # Save first: if that fails nothing happened at all.
             self._save(before)
-            if last and self.mounter.is_mounted(vol.path):
+            if last:
                 try:
                     self.mounter.run(umount_argv(vol.path))
                 except VolumeError:
                     self._volumes = before
                     try:
-                        self.saver(state_document(self._volumes))
-                    except Exception as err:  # noqa: BLE001
+                        self.save()
+                    except VolumeError as err:
                         log.error("restoring state after a failed unmount: %s", err)
                     raise
-            log.info("unmounted volume %s for %s (%d user(s) left)", vol.name, mid, len(current.mounts))
+            log.info("unmounted volume %s for %s (%d mount(s) left)", vol.name, mid, current.users)
 
     def reconcile(self) -> list[str]:
-        """At start: forget mount IDs of volumes the kernel no longer has mounted
-        (a reboot, or someone unmounted them). Returns the names changed."""
+        """At start: forget the mount counts of volumes the kernel no longer has
+        mounted (a reboot, or someone unmounted them). Returns the names changed."""
         with self._lock:
-            stale = [v.name for v in self._volumes.values() if v.mounts and not self.mounter.is_mounted(v.path)]
+            stale = [v.name for v in self._volumes.values() if v.mounted and not self.mounter.is_mounted(v.path)]
             if not stale:
                 return []
             before = self._snapshot()
             for name in stale:
                 path = self._volumes[name].path
-                log.warning("volume %s is no longer mounted at %s; clearing its mount IDs", name, path)
+                log.warning("volume %s is no longer mounted at %s; clearing its mount counts", name, path)
                 self._volumes[name].mounts.clear()
             try:
                 self._save(before)

@@ -238,11 +238,11 @@ def _main(argv: list[str]) -> int:
     sys.path.insert(0, SRC)
     from fakes import FakeEngine  # tests/ is this script's directory
 
-    from ecs_init import hostnet, netfilter
-    from ecs_init.config import Config
-    from ecs_init.context import HostContext
+    from ecs_init.core.config import Config
+    from ecs_init.core.context import HostContext
+    from ecs_init.core.errors import InitError
     from ecs_init.docker.errors import EngineUnavailable
-    from ecs_init.errors import InitError
+    from ecs_init.host import hostnet, netfilter
 
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="level=%(levelname)s msg=%(message)s")
     answer = os.environ.get("ECS_TEST_BRIDGE")  # the default bridge's name, "" for none, "!unreachable"

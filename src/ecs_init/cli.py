@@ -13,19 +13,19 @@ from ecs_init import AGENT_VERSION, __version__
 # action -> (one-line description, "module:function"); each function takes
 # (ctx, args) or (ctx) and returns the exit code.
 ACTIONS: dict[str, tuple[str, str]] = {
-    "pre-start": ("prepare the host and make sure the agent image is loaded", "ecs_init.engine:pre_start"),
-    "start": ("run the agent container and supervise it until it stops for good", "ecs_init.engine:start"),
-    "stop": ("stop the agent container (10 s grace)", "ecs_init.engine:stop"),
-    "pre-stop": ("same as stop (kept for upstart jobs)", "ecs_init.engine:stop"),
-    "post-stop": ("undo the host preparation", "ecs_init.engine:post_stop"),
+    "pre-start": ("prepare the host and make sure the agent image is loaded", "ecs_init.actions:pre_start"),
+    "start": ("run the agent container and supervise it until it stops for good", "ecs_init.actions:start"),
+    "stop": ("stop the agent container (10 s grace)", "ecs_init.actions:stop"),
+    "pre-stop": ("same as stop (kept for upstart jobs)", "ecs_init.actions:stop"),
+    "post-stop": ("undo the host preparation", "ecs_init.actions:post_stop"),
     "reload-cache": (
         "load the cached agent tarball into Docker (download it first if missing)",
-        "ecs_init.engine:reload_cache",
+        "ecs_init.actions:reload_cache",
     ),
     "version": ("print the version of this program and of the bundled agent", ""),
-    "status": ("show the agent, its supervisor, the image cache and host rules (--json)", "ecs_init.status:main"),
-    "check": ("check Docker, ecs.config, the cached tarball and the host (--json)", "ecs_init.check:main"),
-    "render": ("print the agent container config that start would create (--json)", "ecs_init.render:main"),
+    "status": ("show the agent, its supervisor, the image cache and host rules (--json)", "ecs_init.ops.status:main"),
+    "check": ("check Docker, ecs.config, the cached tarball and the host (--json)", "ecs_init.ops.check:main"),
+    "render": ("print the agent container config that start would create (--json)", "ecs_init.ops.render:main"),
 }
 
 # Actions that only read: they log to the console, not to ecs-init.log.
@@ -81,10 +81,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import logging
     import signal
 
-    from ecs_init import logsetup, redact
-    from ecs_init.config import Config
-    from ecs_init.context import HostContext
-    from ecs_init.errors import EXIT_FAILURE, InitError
+    from ecs_init.core import logsetup, redact
+    from ecs_init.core.config import Config
+    from ecs_init.core.context import HostContext
+    from ecs_init.core.errors import EXIT_FAILURE, InitError
 
     log = logging.getLogger("ecs_init")
 

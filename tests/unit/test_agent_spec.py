@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from ecs_init.agent_spec import (
+from ecs_init.agent.spec import (
     FIXED_BINDS,
     HostFacts,
     build_spec,
     parse_labels,
 )
-from ecs_init.config import Config, Paths, detect_platform
+from ecs_init.core.config import Config, Paths, detect_platform
 
 AL2 = detect_platform({"ID": "amzn", "VERSION_ID": "2023"})
 DEBIAN = detect_platform({"ID": "debian", "VERSION_ID": "12"})

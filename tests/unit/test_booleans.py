@@ -16,9 +16,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from ecs_init import hostfacts, netfilter
-from ecs_init.agent_spec import EXTERNAL_CREDS_BIND, HostFacts, build_spec
-from ecs_init.config import (
+from ecs_init.agent import hostfacts
+from ecs_init.agent.spec import EXTERNAL_CREDS_BIND, HostFacts, build_spec
+from ecs_init.core.config import (
     BOOLEAN_RULES,
     EXACT_TRUE,
     PARSE_BOOL,
@@ -29,7 +29,8 @@ from ecs_init.config import (
     read_bool,
     rules_disagree,
 )
-from ecs_init.context import HostContext
+from ecs_init.core.context import HostContext
+from ecs_init.host import netfilter
 
 EXACT_KEYS = [
     "ECS_AGENT_RUN_PRIVILEGED",

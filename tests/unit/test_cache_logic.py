@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ecs_init.cache import (
+from ecs_init.agent.cache import (
     Action,
     UnknownCacheState,
     decide,
@@ -13,9 +13,9 @@ from ecs_init.cache import (
     read_state,
     write_state,
 )
-from ecs_init.config import Config, Paths
-from ecs_init.context import HostContext
-from ecs_init.errors import EXIT_FAILURE
+from ecs_init.core.config import Config, Paths
+from ecs_init.core.context import HostContext
+from ecs_init.core.errors import EXIT_FAILURE
 
 
 @pytest.mark.parametrize(

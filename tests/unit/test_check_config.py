@@ -10,10 +10,10 @@ import tarfile
 
 import pytest
 
-from ecs_init import check
-from ecs_init.config import Config, Paths
-from ecs_init.context import HostContext
-from ecs_init.known_keys import AGENT_KEYS, BOOLEAN_KEYS, KNOWN_KEYS, OWN_KEYS
+from ecs_init.core.config import Config, Paths
+from ecs_init.core.context import HostContext
+from ecs_init.core.known_keys import AGENT_KEYS, BOOLEAN_KEYS, KNOWN_KEYS, OWN_KEYS
+from ecs_init.ops import check
 
 SHARED_KEYS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "ecs-config-keys.txt")
 

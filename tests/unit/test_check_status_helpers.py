@@ -8,10 +8,10 @@ import subprocess
 
 import pytest
 
-from ecs_init import status
-from ecs_init.config import Config, Paths
-from ecs_init.context import HostContext
-from ecs_init.errors import UsageError
+from ecs_init.core.config import Config, Paths
+from ecs_init.core.context import HostContext
+from ecs_init.core.errors import UsageError
+from ecs_init.ops import status
 
 
 def test_parse_docker_time() -> None:

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from ecs_init.cmd import Runner, command_env
+from ecs_init.core.cmd import Runner, command_env
 
 GERMAN = {"LANG": "C.UTF-8", "LANGUAGE": "de"}
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ecs_init.config import (
+from ecs_init.core.config import (
     Config,
     Paths,
     parse_bool,

@@ -9,11 +9,12 @@ from typing import Any, Sequence
 
 import pytest
 
-from ecs_init import engine, hostfacts
-from ecs_init.agent_spec import build_spec
-from ecs_init.config import Config, Paths
-from ecs_init.context import HostContext
-from ecs_init.errors import CommandError
+from ecs_init import actions as engine
+from ecs_init.agent import hostfacts
+from ecs_init.agent.spec import build_spec
+from ecs_init.core.config import Config, Paths
+from ecs_init.core.context import HostContext
+from ecs_init.core.errors import CommandError
 
 
 class FakeRunner:
@@ -87,7 +88,7 @@ def test_pre_start_steps_in_spec_order() -> None:
 
 
 def test_a_failing_step_names_itself(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ecs_init.errors import InitError
+    from ecs_init.core.errors import InitError
 
     def boom(_ctx: HostContext) -> None:
         raise CommandError("iptables: command not found")

@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from ecs_init import lock
-from ecs_init.config import Config, Paths
-from ecs_init.context import HostContext
-from ecs_init.errors import EXIT_FAILURE, InitError
+from ecs_init.core import lock
+from ecs_init.core.config import Config, Paths
+from ecs_init.core.context import HostContext
+from ecs_init.core.errors import EXIT_FAILURE, InitError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -49,7 +49,7 @@ def test_second_holder_times_out_with_a_clear_error(tmp_path, caplog) -> None:  
     try:
         second = lock.FileLock(path, "pre-start", timeout=0.3)
         started = time.monotonic()
-        with caplog.at_level(logging.WARNING, logger="ecs_init.lock"), pytest.raises(lock.LockTimeout) as info:
+        with caplog.at_level(logging.WARNING, logger="ecs_init.core.lock"), pytest.raises(lock.LockTimeout) as info:
             second.acquire()
         waited = time.monotonic() - started
         assert 0.25 <= waited < 3
@@ -68,7 +68,7 @@ def test_waiter_gets_the_lock_when_the_holder_releases(tmp_path, caplog) -> None
     timer = threading.Timer(0.5, first.release)
     timer.start()
     try:
-        with caplog.at_level(logging.INFO, logger="ecs_init.lock"):
+        with caplog.at_level(logging.INFO, logger="ecs_init.core.lock"):
             started = time.monotonic()
             with lock.FileLock(path, "post-stop", timeout=10) as second:
                 waited = time.monotonic() - started
@@ -110,7 +110,7 @@ def test_a_lock_of_a_killed_process_never_blocks(tmp_path) -> None:  # type: ign
     path = str(tmp_path / "run" / "ecs-init.lock")
     code = (
         "import sys, time\n"
-        "from ecs_init.lock import FileLock\n"
+        "from ecs_init.core.lock import FileLock\n"
         f"FileLock({path!r}, 'pre-start').acquire()\n"
         "print('locked', flush=True)\n"
         "time.sleep(600)\n"

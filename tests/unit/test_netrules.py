@@ -12,12 +12,12 @@ from fakes import FakeEngine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ecs_init import hostnet, netfilter
-from ecs_init.config import Config, Paths
-from ecs_init.context import HostContext
+from ecs_init.core.config import Config, Paths
+from ecs_init.core.context import HostContext
+from ecs_init.core.errors import CommandError
 from ecs_init.docker.errors import EngineUnavailable
-from ecs_init.errors import CommandError
-from ecs_init.netrules import (
+from ecs_init.host import hostnet, netfilter
+from ecs_init.host.netrules import (
     IPV4,
     IPV6,
     HostFacts,

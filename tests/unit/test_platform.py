@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from ecs_init.agent_spec import HostFacts, build_spec, candidate_paths
-from ecs_init.config import (
+from ecs_init.agent.spec import HostFacts, build_spec, candidate_paths
+from ecs_init.core.config import (
     AL1,
     AL2,
     DEBIAN,

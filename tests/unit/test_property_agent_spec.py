@@ -8,8 +8,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from ecs_init.agent_spec import SUPPORTED_LOG_DRIVERS, build_log_config, parse_labels
-from ecs_init.config import Config, Paths
+from ecs_init.agent.spec import SUPPORTED_LOG_DRIVERS, build_log_config, parse_labels
+from ecs_init.core.config import Config, Paths
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),

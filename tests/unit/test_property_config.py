@@ -9,7 +9,7 @@ import tempfile
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from ecs_init.config import MAX_CONFIG_BYTES, Config, Paths, parse_env_text, read_env_file
+from ecs_init.core.config import MAX_CONFIG_BYTES, Config, Paths, parse_env_text, read_env_file
 
 FILE_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

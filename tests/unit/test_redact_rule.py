@@ -18,12 +18,13 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from ecs_init import check, redact, render
-from ecs_init.cmd import Runner
-from ecs_init.config import Config
-from ecs_init.context import HostContext
-from ecs_init.logsetup import LogfmtFormatter
-from ecs_init.redact import REDACTED
+from ecs_init.core import redact
+from ecs_init.core.cmd import Runner
+from ecs_init.core.config import Config
+from ecs_init.core.context import HostContext
+from ecs_init.core.logsetup import LogfmtFormatter
+from ecs_init.core.redact import REDACTED
+from ecs_init.ops import check, render
 
 
 @pytest.fixture(autouse=True)
@@ -239,9 +240,7 @@ def test_some_password_true_blanks_nothing_else_and_does_not_reveal_itself(tmp_p
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    secret=st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), min_size=1, max_size=20).map(
-        str.strip
-    )
+    secret=st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), min_size=1, max_size=20).map(str.strip)
 )
 @example(secret="true")
 @example(secret="json-file")
@@ -314,7 +313,7 @@ def test_auth_data_credentials_are_searched_for_on_their_own() -> None:
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "src")
 HOSTILE = """
 import sys, time
-from ecs_init import redact
+from ecs_init.core import redact
 for text in ("a." * 500000 + "://", "x://:" + "a@b:" * 250000, "http://u:" + "p@" * 400000, "x://a:b" * 150000):
     started = time.monotonic()
     redact.redact_text(text)

@@ -15,10 +15,7 @@ from typing import Any, Callable
 import pytest
 from fakes import LATEST, FakeEngine, tarball_text
 
-from ecs_init.config import Config, Paths
-from ecs_init.context import HostContext
-from ecs_init.docker.errors import EngineError, EngineUnavailable
-from ecs_init.supervisor import (
+from ecs_init.agent.supervisor import (
     DEFAULT_ROLLBACK_FAILURES,
     DEFAULT_ROLLBACK_WINDOW,
     EXIT_UPGRADE,
@@ -26,6 +23,9 @@ from ecs_init.supervisor import (
     UpgradeWatch,
     events_path,
 )
+from ecs_init.core.config import Config, Paths
+from ecs_init.core.context import HostContext
+from ecs_init.docker.errors import EngineError, EngineUnavailable
 
 OLD = "sha256:" + "a" * 64
 NEW = "sha256:" + "b" * 64

@@ -23,14 +23,15 @@ import pytest
 from engine_stub import Reply, Request, StubEngine
 from fakes import LATEST, FakeEngine, tarball_text
 
-from ecs_init import agent_stop, engine
-from ecs_init.backoff import Backoff
-from ecs_init.config import Config, Paths
-from ecs_init.context import HostContext
+from ecs_init import actions as engine
+from ecs_init.agent import stop as agent_stop
+from ecs_init.agent.events import events_path
+from ecs_init.agent.supervisor import MAX_START_FAILURES, Supervisor
+from ecs_init.core.backoff import Backoff
+from ecs_init.core.config import Config, Paths
+from ecs_init.core.context import HostContext
+from ecs_init.core.errors import InitError
 from ecs_init.docker.errors import EngineError, EngineUnavailable, NotFound
-from ecs_init.errors import InitError
-from ecs_init.events import events_path
-from ecs_init.supervisor import MAX_START_FAILURES, Supervisor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGE = "sha256:" + "d" * 64

@@ -136,4 +136,3 @@ def default_bridge(networks: Sequence[Mapping[str, Any]]) -> Optional[str]:
             name = options.get("com.docker.network.bridge.name")
             return str(name) if name else None
     return None
-

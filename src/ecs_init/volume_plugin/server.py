@@ -27,8 +27,8 @@ import time
 from types import FrameType
 from typing import Any, Callable, Mapping, Sequence
 
-from ecs_init import logsetup
-from ecs_init.config import Config, Paths
+from ecs_init.core import logsetup
+from ecs_init.core.config import Config, Paths
 from ecs_init.volume_plugin import DEFAULT_SOCKET, LOG_FILE_NAME, PLUGIN_NAME, SOCKET_ENV
 from ecs_init.volume_plugin.connections import IDLE, IDLE_TIMEOUT, READING, WORKING, ConnectionTable
 from ecs_init.volume_plugin.drivers import VolumeError

@@ -1,6 +1,6 @@
 """Netfilter rules for the credentials endpoint and introspection port (SPEC §7).
 
-What to create comes from the pure planner in ``ecs_init.netrules``; this
+What to create comes from the pure planner in ``ecs_init.host.netrules``; this
 module discovers the host facts, runs ``iptables``/``ip6tables`` through
 ``ctx.runner`` (always with ``-w``, waiting for the xtables lock) and makes
 setup idempotent (``-C`` before adding) and teardown complete (every rule
@@ -13,12 +13,12 @@ from __future__ import annotations
 import logging
 import os
 
-from ecs_init import hostnet
-from ecs_init.context import HostContext
+from ecs_init.core.context import HostContext
+from ecs_init.core.errors import CommandError, first_line
 from ecs_init.docker.api import default_bridge as bridge_of
 from ecs_init.docker.errors import EngineError
-from ecs_init.errors import CommandError, first_line
-from ecs_init.netrules import (
+from ecs_init.host import hostnet
+from ecs_init.host.netrules import (
     ALLOW_OFFHOST_INTROSPECTION_KEY,
     INSERT,
     IPV4,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Optional
 
-from ecs_init.cmd import Runner
-from ecs_init.config import Config, Paths
-from ecs_init.errors import InitError
+from ecs_init.core.cmd import Runner
+from ecs_init.core.config import Config, Paths
+from ecs_init.core.errors import InitError
 
 if TYPE_CHECKING:
     from ecs_init.docker.api import Engine

@@ -17,17 +17,18 @@ import time
 from dataclasses import asdict
 from typing import Any, Callable, Optional
 
-from ecs_init import agent_stop, cache, hostfacts
-from ecs_init.agent import AGENT_IMAGE, AGENT_NAME, EXIT_CLEAN, EXIT_DEBUG, EXIT_TERMINAL, EXIT_UPGRADE
-from ecs_init.agent_spec import build_spec
-from ecs_init.backoff import Backoff
-from ecs_init.context import HostContext
+from ecs_init.agent import cache, hostfacts
+from ecs_init.agent import stop as agent_stop
+from ecs_init.agent.events import events_path, record_event, status_path
+from ecs_init.agent.identity import AGENT_IMAGE, AGENT_NAME, EXIT_CLEAN, EXIT_DEBUG, EXIT_TERMINAL, EXIT_UPGRADE
+from ecs_init.agent.spec import build_spec
+from ecs_init.agent.upgrade import DEFAULT_ROLLBACK_FAILURES, DEFAULT_ROLLBACK_WINDOW, Upgrades, UpgradeWatch
+from ecs_init.core.backoff import Backoff
+from ecs_init.core.context import HostContext
+from ecs_init.core.errors import EXIT_OK, InitError, TerminalExit, first_line
+from ecs_init.core.fsutil import atomic_write
 from ecs_init.docker.api import STOP_GRACE
 from ecs_init.docker.errors import EngineError, EngineUnavailable, NotFound
-from ecs_init.errors import EXIT_OK, InitError, TerminalExit, first_line
-from ecs_init.events import events_path, record_event, status_path
-from ecs_init.fsutil import atomic_write
-from ecs_init.upgrade import DEFAULT_ROLLBACK_FAILURES, DEFAULT_ROLLBACK_WINDOW, Upgrades, UpgradeWatch
 
 __all__ = [  # re-exported for tests and callers that know them from here
     "DEFAULT_ROLLBACK_FAILURES", "DEFAULT_ROLLBACK_WINDOW", "EXIT_CLEAN", "EXIT_DEBUG", "EXIT_TERMINAL",
@@ -357,6 +358,6 @@ class Supervisor(Upgrades):
         for line in lines:
             log.info("agent%s: %s", "" if line.stream == "stdout" else f" ({line.stream})", line.text)
 
+
 class _Stopping(Exception):
     """Raised inside a reconnect wait to abandon it (the supervisor is stopping)."""
-

@@ -22,10 +22,10 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-from ecs_init import apparmor_profile
-from ecs_init.context import HostContext
-from ecs_init.errors import CommandError, InitError
-from ecs_init.fsutil import atomic_write, read_regular
+from ecs_init.core.context import HostContext
+from ecs_init.core.errors import CommandError, InitError
+from ecs_init.core.fsutil import atomic_write, read_regular
+from ecs_init.host import apparmor_profile
 
 log = logging.getLogger(__name__)
 

@@ -13,17 +13,17 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Optional
 
-from ecs_init import cache
-from ecs_init.agent import AGENT_IMAGE, AGENT_REPOSITORY, AGENT_TAG, EXIT_CLEAN, EXIT_TERMINAL, EXIT_UPGRADE
-from ecs_init.context import HostContext
+from ecs_init.agent import cache
+from ecs_init.agent.events import events_path, record_event, rolled_back_images
+from ecs_init.agent.identity import AGENT_IMAGE, AGENT_REPOSITORY, AGENT_TAG, EXIT_CLEAN, EXIT_TERMINAL, EXIT_UPGRADE
+from ecs_init.core.context import HostContext
+from ecs_init.core.errors import InitError, first_line
 from ecs_init.docker.errors import EngineError
-from ecs_init.errors import InitError, first_line
-from ecs_init.events import events_path, record_event, rolled_back_images
 
 if TYPE_CHECKING:
-    from ecs_init.backoff import Backoff
+    from ecs_init.core.backoff import Backoff
 
-log = logging.getLogger("ecs_init.supervisor")
+log = logging.getLogger("ecs_init.agent.supervisor")
 
 # An upgraded agent that fails this many times within the window is replaced
 # by the image it upgraded from.

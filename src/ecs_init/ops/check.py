@@ -33,9 +33,10 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from ecs_init import cache, redact
-from ecs_init.agent_spec import AGENT_IMAGE, AGENT_NAME, SUPPORTED_LOG_DRIVERS
-from ecs_init.config import (
+from ecs_init.agent import cache
+from ecs_init.agent.spec import AGENT_IMAGE, AGENT_NAME, SUPPORTED_LOG_DRIVERS
+from ecs_init.core import redact
+from ecs_init.core.config import (
     BOOLEAN_RULES,
     MAX_CONFIG_BYTES,
     Config,
@@ -44,11 +45,11 @@ from ecs_init.config import (
     rules_disagree,
     version_tuple,
 )
-from ecs_init.context import HostContext
+from ecs_init.core.context import HostContext
+from ecs_init.core.errors import InitError
+from ecs_init.core.known_keys import BOOLEAN_KEYS, KNOWN_KEYS
 from ecs_init.docker.errors import EngineError
-from ecs_init.errors import InitError
-from ecs_init.known_keys import BOOLEAN_KEYS, KNOWN_KEYS
-from ecs_init.status import connect_quick, fetch_metadata, human_bytes, make_parser, one_line
+from ecs_init.ops.status import connect_quick, fetch_metadata, human_bytes, make_parser, one_line
 
 if TYPE_CHECKING:
     from ecs_init.docker.api import Engine

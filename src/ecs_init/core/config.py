@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from ecs_init.fsutil import NotRegularFile, read_regular
+from ecs_init.core.fsutil import NotRegularFile, read_regular
 
 log = logging.getLogger(__name__)
 

@@ -23,14 +23,15 @@ import urllib.error
 import urllib.request
 from typing import Any, Optional, Sequence
 
-from ecs_init import cache, redact
-from ecs_init.agent_spec import AGENT_IMAGE, AGENT_NAME
-from ecs_init.config import Config
-from ecs_init.context import HostContext
+from ecs_init.agent import cache
+from ecs_init.agent.spec import AGENT_IMAGE, AGENT_NAME
+from ecs_init.core import redact
+from ecs_init.core.config import Config
+from ecs_init.core.context import HostContext
+from ecs_init.core.errors import CommandError, InitError, UsageError, first_line
+from ecs_init.core.fsutil import read_regular
 from ecs_init.docker.api import Engine, default_bridge
 from ecs_init.docker.errors import EngineError
-from ecs_init.errors import CommandError, InitError, UsageError, first_line
-from ecs_init.fsutil import read_regular
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +251,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def supervisor_part(ctx: HostContext) -> dict[str, Any]:
-    from ecs_init.events import status_path
+    from ecs_init.agent.events import status_path
 
     path = status_path(ctx)
     doc, error = read_json_file(path)
@@ -328,7 +329,7 @@ def cache_part(ctx: HostContext) -> dict[str, Any]:
 
 
 def last_event_part(ctx: HostContext) -> tuple[Optional[dict[str, Any]], Optional[str]]:
-    from ecs_init.events import events_path
+    from ecs_init.agent.events import events_path
 
     doc, error = read_json_file(events_path(ctx))
     if isinstance(doc, list):
@@ -343,7 +344,7 @@ def last_event_part(ctx: HostContext) -> tuple[Optional[dict[str, Any]], Optiona
 
 def host_network_part(ctx: HostContext, engine: Optional[Engine]) -> dict[str, Any]:
     """Whether each planned netfilter rule and route_localnet are in place (read-only)."""
-    from ecs_init import hostnet, netfilter, netrules
+    from ecs_init.host import hostnet, netfilter, netrules
 
     part: dict[str, Any] = {"route_localnet": None, "route_localnet_ok": None, "rules": [], "notes": []}
     runner = ctx.runner

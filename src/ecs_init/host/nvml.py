@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Callable, List
 
-from ecs_init.errors import InitError
+from ecs_init.core.errors import InitError
 
 PACKAGE = "nvidia-ml-py"
 

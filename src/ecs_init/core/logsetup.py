@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from ecs_init.redact import RedactFilter, redact_text
+from ecs_init.core.redact import RedactFilter, redact_text
 
 LEVELS = {
     "debug": logging.DEBUG,

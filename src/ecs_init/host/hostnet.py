@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 
-from ecs_init.context import HostContext
-from ecs_init.errors import CommandError
-from ecs_init.netrules import CREDENTIALS_IP, parse_loopback
+from ecs_init.core.context import HostContext
+from ecs_init.core.errors import CommandError
+from ecs_init.host.netrules import CREDENTIALS_IP, parse_loopback
 
 log = logging.getLogger(__name__)
 

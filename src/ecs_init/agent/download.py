@@ -28,11 +28,12 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Callable
 
-from ecs_init import AGENT_VERSION, imds
-from ecs_init.config import Config
-from ecs_init.context import HostContext
-from ecs_init.errors import InitError
-from ecs_init.progress import Progress
+from ecs_init import AGENT_VERSION
+from ecs_init.agent import imds
+from ecs_init.agent.progress import Progress
+from ecs_init.core.config import Config
+from ecs_init.core.context import HostContext
+from ecs_init.core.errors import InitError
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ecs_init.agent import AGENT_IMAGE, AGENT_NAME
-from ecs_init.apparmor_profile import container_profile
-from ecs_init.config import Config, Platform, bool_setting, version_tuple
+from ecs_init.agent.identity import AGENT_IMAGE, AGENT_NAME
+from ecs_init.core.config import Config, Platform, bool_setting, version_tuple
+from ecs_init.host.apparmor_profile import container_profile
 
 log = logging.getLogger(__name__)
 

@@ -6,11 +6,11 @@ import logging
 import os
 from typing import Optional
 
-from ecs_init import apparmor, gpu
-from ecs_init.agent_spec import HostFacts, candidate_paths
-from ecs_init.config import bool_setting, read_platform
-from ecs_init.context import HostContext
-from ecs_init.errors import CommandError
+from ecs_init.agent.spec import HostFacts, candidate_paths
+from ecs_init.core.config import bool_setting, read_platform
+from ecs_init.core.context import HostContext
+from ecs_init.core.errors import CommandError
+from ecs_init.host import apparmor, gpu
 
 log = logging.getLogger(__name__)
 

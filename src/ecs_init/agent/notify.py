@@ -29,8 +29,8 @@ import urllib.request
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 if TYPE_CHECKING:
-    from ecs_init.context import HostContext
-    from ecs_init.supervisor import Supervisor
+    from ecs_init.agent.supervisor import Supervisor
+    from ecs_init.core.context import HostContext
 
 log = logging.getLogger(__name__)
 

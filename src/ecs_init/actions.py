@@ -12,12 +12,12 @@ import logging
 import os
 from typing import TYPE_CHECKING, Callable, Optional
 
-from ecs_init.context import HostContext
-from ecs_init.errors import InitError
+from ecs_init.core.context import HostContext
+from ecs_init.core.errors import InitError
 
 if TYPE_CHECKING:
-    from ecs_init.notify import SupervisorNotifier
-    from ecs_init.supervisor import Supervisor
+    from ecs_init.agent.notify import SupervisorNotifier
+    from ecs_init.agent.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ def setup_ebs_dir(ctx: HostContext) -> None:
 
 
 def pre_start_steps() -> tuple[tuple[str, Step], ...]:
-    from ecs_init import apparmor, cache, gpu, hostnet, netfilter
+    from ecs_init.agent import cache
+    from ecs_init.host import apparmor, gpu, hostnet, netfilter
 
     return (
         ("GPU setup", gpu.setup),
@@ -52,7 +53,7 @@ def pre_start_steps() -> tuple[tuple[str, Step], ...]:
 
 
 def post_stop_steps() -> tuple[tuple[str, Step], ...]:
-    from ecs_init import hostnet, netfilter
+    from ecs_init.host import hostnet, netfilter
 
     return (
         ("netfilter rules", netfilter.teardown),
@@ -62,7 +63,7 @@ def post_stop_steps() -> tuple[tuple[str, Step], ...]:
 
 
 def pre_start(ctx: HostContext) -> int:
-    from ecs_init import lock
+    from ecs_init.core import lock
 
     with lock.action_lock(ctx, "pre-start"):
         return _pre_start(ctx)
@@ -81,7 +82,7 @@ def _pre_start(ctx: HostContext) -> int:
 
 def post_stop(ctx: HostContext) -> int:
     """Undo the host preparation; every step runs even when one fails."""
-    from ecs_init import lock
+    from ecs_init.core import lock
 
     with lock.action_lock(ctx, "post-stop"):
         return _post_stop(ctx)
@@ -113,8 +114,8 @@ def start(ctx: HostContext) -> int:
     whole life (one supervisor at a time); the action lock only until the agent
     container has been started, so pre-start/post-stop never interleave with
     the set-up but are not blocked by a long-running supervisor."""
-    from ecs_init import lock
-    from ecs_init.supervisor import Supervisor
+    from ecs_init.agent.supervisor import Supervisor
+    from ecs_init.core import lock
 
     with lock.supervisor_lock(ctx):
         setup = lock.action_lock(ctx, "start").acquire()
@@ -134,19 +135,20 @@ def _attach_notifier(ctx: HostContext, supervisor: Supervisor) -> Optional[Super
     """systemd readiness/watchdog: only under NOTIFY_SOCKET (its probe imports urllib)."""
     if not os.environ.get("NOTIFY_SOCKET"):
         return None
-    from ecs_init import notify
+    from ecs_init.agent import notify
 
     return notify.attach(ctx, supervisor)
 
 
 def stop(ctx: HostContext) -> int:
-    from ecs_init import agent_stop
+    from ecs_init.agent import stop as agent_stop
 
     return agent_stop.stop(ctx)
 
 
 def reload_cache(ctx: HostContext) -> int:
-    from ecs_init import cache, lock
+    from ecs_init.agent import cache
+    from ecs_init.core import lock
 
     with lock.action_lock(ctx, "reload-cache"):
         cache.reload_cache(ctx)

@@ -27,8 +27,8 @@ import time
 from types import TracebackType
 from typing import Any, Callable
 
-from ecs_init.context import HostContext
-from ecs_init.errors import InitError
+from ecs_init.core.context import HostContext
+from ecs_init.core.errors import InitError
 
 log = logging.getLogger(__name__)
 

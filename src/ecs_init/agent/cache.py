@@ -8,11 +8,11 @@ import os
 import re
 import time
 
-from ecs_init.agent_spec import AGENT_IMAGE
-from ecs_init.config import Paths
-from ecs_init.context import HostContext
-from ecs_init.errors import ImageLoadError, InitError
-from ecs_init.fsutil import NotRegularFile, atomic_write, read_regular
+from ecs_init.agent.spec import AGENT_IMAGE
+from ecs_init.core.config import Paths
+from ecs_init.core.context import HostContext
+from ecs_init.core.errors import ImageLoadError, InitError
+from ecs_init.core.fsutil import NotRegularFile, atomic_write, read_regular
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def load_tarball(ctx: HostContext, path: str, image: str = AGENT_IMAGE) -> str:
         raise ImageLoadError(f"cannot load agent image: cannot read {path}: {err.strerror or err}")
     started = time.monotonic()
     log.info("loading agent image from %s (%d bytes)", path, size)
-    from ecs_init.progress import Progress, ProgressReader
+    from ecs_init.agent.progress import Progress, ProgressReader
 
     progress = Progress(f"loading {os.path.basename(path)}", size)
     ok = False
@@ -126,7 +126,7 @@ def load_tarball(ctx: HostContext, path: str, image: str = AGENT_IMAGE) -> str:
 
 
 def _download(ctx: HostContext) -> None:
-    from ecs_init import download  # heavy: imported only when needed
+    from ecs_init.agent import download  # heavy: imported only when needed
 
     download.download_agent(ctx)
 

@@ -16,8 +16,8 @@ import logging
 import time
 from typing import Callable, Optional
 
-from ecs_init.agent import AGENT_NAME
-from ecs_init.context import HostContext
+from ecs_init.agent.identity import AGENT_NAME
+from ecs_init.core.context import HostContext
 from ecs_init.docker.api import STOP_GRACE, Engine
 from ecs_init.docker.errors import EngineUnavailable
 

@@ -12,8 +12,8 @@ import os
 import time
 from typing import Any
 
-from ecs_init.context import HostContext
-from ecs_init.fsutil import atomic_write
+from ecs_init.core.context import HostContext
+from ecs_init.core.fsutil import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -20,13 +20,14 @@ import json
 import sys
 from typing import Any, Optional, Sequence
 
-from ecs_init import hostfacts, redact
-from ecs_init.agent_spec import build_spec
-from ecs_init.config import bool_setting, version_tuple
-from ecs_init.context import HostContext
+from ecs_init.agent import hostfacts
+from ecs_init.agent.spec import build_spec
+from ecs_init.core import redact
+from ecs_init.core.config import bool_setting, version_tuple
+from ecs_init.core.context import HostContext
+from ecs_init.core.errors import InitError, UsageError
 from ecs_init.docker.api import PREFERRED_MAX_API
-from ecs_init.errors import InitError, UsageError
-from ecs_init.status import make_parser
+from ecs_init.ops.status import make_parser
 
 
 class _NoDocker:

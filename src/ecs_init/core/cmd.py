@@ -12,7 +12,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Mapping, Sequence
 
-from ecs_init.errors import CommandError
+from ecs_init.core.errors import CommandError
 
 if TYPE_CHECKING:
     import subprocess

@@ -16,10 +16,10 @@ import time
 from types import ModuleType
 from typing import Callable
 
-from ecs_init import nvml
-from ecs_init.context import HostContext
-from ecs_init.errors import InitError
-from ecs_init.fsutil import atomic_write
+from ecs_init.core.context import HostContext
+from ecs_init.core.errors import InitError
+from ecs_init.core.fsutil import atomic_write
+from ecs_init.host import nvml
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,9 @@ from typing import Sequence
 import pytest
 
 from ecs_init.core.cmd import Runner
-from ecs_init.core.config import Config, Paths
+from ecs_init.core.config import Config
 from ecs_init.core.context import HostContext
+from ecs_init.core.paths import Paths
 from ecs_init.host import apparmor, apparmor_profile
 
 PARSER = shutil.which("apparmor_parser")

@@ -12,7 +12,9 @@ from ecs_init.agent.spec import (
     build_spec,
     parse_labels,
 )
-from ecs_init.core.config import Config, Paths, detect_platform
+from ecs_init.core.config import Config
+from ecs_init.core.paths import Paths
+from ecs_init.core.platform import detect_platform
 
 AL2 = detect_platform({"ID": "amzn", "VERSION_ID": "2023"})
 DEBIAN = detect_platform({"ID": "debian", "VERSION_ID": "12"})

@@ -13,9 +13,10 @@ from ecs_init.agent.cache import (
     read_state,
     write_state,
 )
-from ecs_init.core.config import Config, Paths
+from ecs_init.core.config import Config
 from ecs_init.core.context import HostContext
-from ecs_init.core.errors import EXIT_FAILURE
+from ecs_init.core.exitcodes import Exit
+from ecs_init.core.paths import Paths
 
 
 @pytest.mark.parametrize(
@@ -68,7 +69,7 @@ def test_unknown_state_is_refused(state: int) -> None:
     for present in (True, False):
         with pytest.raises(UnknownCacheState) as err:
             decide(state, present)
-        assert err.value.exit_code == EXIT_FAILURE
+        assert err.value.exit_code == Exit.FAILURE
         assert str(state) in str(err.value) and "\n" not in str(err.value)
 
 

@@ -4,14 +4,12 @@ import os
 
 import pytest
 
-from ecs_init.core.config import (
-    Config,
-    Paths,
-    parse_bool,
-    parse_env_text,
-    read_env_file,
-    version_tuple,
-)
+from ecs_init.core import settings
+from ecs_init.core.config import Config
+from ecs_init.core.envfile import parse_env_text, read_env_file
+from ecs_init.core.paths import Paths
+from ecs_init.core.settings import parse_bool
+from ecs_init.docker.api import version_tuple
 
 
 def test_paths_without_prefix_are_the_real_ones() -> None:
@@ -62,12 +60,29 @@ def test_merge_order_operator_wins(tmp_path) -> None:  # type: ignore[no-untyped
     os.makedirs(tmp_path / "var/lib/ecs")
     (tmp_path / "var/lib/ecs/ecs.config").write_text("A=instance\nB=instance\n")
     (tmp_path / "etc/ecs/ecs.config").write_text("B=operator\nC=operator\n")
-    cfg = Config.load({"C": "process"}, paths)
-    assert cfg.merged == {"A": "instance", "B": "operator", "C": "operator"}
-    # own settings: process env first, then the merged files
-    assert cfg.setting("C") == "process"
-    assert cfg.setting("B") == "operator"
-    assert cfg.setting("Z", "dflt") == "dflt"
+    (tmp_path / "etc/ecs/ecs.config").write_text("B=operator\nC=operator\nECS_LOG_DRIVER=syslog\nECS_LOG_OPTS={}\n")
+    cfg = Config.load({"C": "process", "ECS_LOG_OPTS": '{"a":"b"}'}, paths)
+    assert cfg.merged == {
+        "A": "instance", "B": "operator", "C": "operator", "ECS_LOG_DRIVER": "syslog", "ECS_LOG_OPTS": "{}"
+    }  # fmt: skip
+    # own settings: process env first, then the merged files, then the table's default
+    assert cfg.text(settings.LOG_OPTS) == '{"a":"b"}'
+    assert cfg.origin(settings.LOG_OPTS) == "the process environment"
+    assert cfg.text(settings.LOG_DRIVER) == "syslog"
+    assert cfg.origin(settings.LOG_DRIVER) == paths.ecs_config
+    assert cfg.text(settings.LOG_FILE_SIZE) == "16m"
+    assert cfg.origin(settings.LOG_FILE_SIZE) == ""
+
+
+def test_environment_only_and_files_only_settings(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    paths = Paths(prefix=str(tmp_path))
+    os.makedirs(tmp_path / "etc/ecs")
+    (tmp_path / "etc/ecs/ecs.config").write_text('DOCKER_HOST=unix:///file.sock\nECS_AGENT_LABELS={"f":"1"}\n')
+    cfg = Config.load({"ECS_AGENT_LABELS": '{"env":"1"}'}, paths)
+    assert cfg.docker_host() == "unix:///var/run/docker.sock"  # DOCKER_HOST: the process environment only
+    assert cfg.raw(settings.AGENT_LABELS) == '{"f":"1"}'  # labels: what the agent gets, the files'
+    cfg = Config.load({"DOCKER_HOST": "unix:///env.sock"}, paths)
+    assert cfg.docker_host() == "unix:///env.sock"
 
 
 @pytest.mark.parametrize("value", ["1", "t", "T", "TRUE", "true", "True"])
@@ -87,9 +102,9 @@ def test_parse_bool_invalid(value: str) -> None:
 
 def test_flag_unparsable_is_false_and_logged(caplog) -> None:  # type: ignore[no-untyped-def]
     cfg = Config(paths=Paths(), environ={"ECS_SKIP_LOCALHOST_TRAFFIC_FILTER": "yes"})
-    assert cfg.flag("ECS_SKIP_LOCALHOST_TRAFFIC_FILTER") is False
+    assert cfg.flag(settings.SKIP_LOCALHOST_TRAFFIC_FILTER) is False
     assert "not a boolean" in caplog.text
-    assert cfg.flag("ECS_ALLOW_OFFHOST_INTROSPECTION_ACCESS") is False  # unset
+    assert cfg.flag(settings.ALLOW_OFFHOST_INTROSPECTION_ACCESS) is False  # unset
 
 
 def test_version_tuple() -> None:

@@ -9,7 +9,8 @@ from imds_stub import ImdsStub, SilentServer, closed_port_endpoint
 
 from ecs_init.agent import imds
 from ecs_init.agent.download import resolve_region
-from ecs_init.core.config import Config, Paths
+from ecs_init.core.config import Config
+from ecs_init.core.paths import Paths
 
 
 def make_cfg(tmp_path, **env: str) -> Config:  # type: ignore[no-untyped-def]

@@ -44,7 +44,7 @@ EVERYWHERE = {"docker", "requests", "urllib3", "http.server", "ecs_init.volume_p
 HTTP_CLIENTS = {"http.client", "ssl", "email", "email.parser", "urllib.request"}
 REPORTS = {"ecs_init.ops.status", "ecs_init.ops.check", "ecs_init.ops.render", "jsonschema"}
 HOST_PREP = {
-    "ecs_init.host.apparmor", "ecs_init.host.gpu", "ecs_init.host.nvml", "ecs_init.host.hostnet",
+    "ecs_init.host.apparmor", "ecs_init.host.gpu", "ecs_init.host.nvml", "ecs_init.host.loopback", "ecs_init.host.ipv6_route",
     "ecs_init.host.netfilter", "ecs_init.host.netrules", "ecs_init.agent.hostfacts",
 }  # fmt: skip
 AGENT = {
@@ -92,7 +92,7 @@ DENY: dict[str, set[str]] = {
         "ecs_init.agent.download",
         "ecs_init.agent.imds",
         "ecs_init.host.netfilter",
-        "ecs_init.host.hostnet",
+        "ecs_init.host.loopback", "ecs_init.host.ipv6_route",
     },  # fmt: skip
     # the readiness probe is urllib.request (and so http.client): only here
     "start+notify": EVERYWHERE | REPORTS | {"ecs_init.agent.download", "ecs_init.agent.imds"},
@@ -182,10 +182,14 @@ def test_the_stop_path_is_the_engine_client_and_little_else(tmp_path: object, st
         "ecs_init.core.cmd",
         "ecs_init.core.config",
         "ecs_init.core.context",
+        "ecs_init.core.envfile",
         "ecs_init.core.errors",
+        "ecs_init.core.exitcodes",
         "ecs_init.core.fsutil",
         "ecs_init.core.logsetup",
+        "ecs_init.core.paths",
         "ecs_init.core.redact",
+        "ecs_init.core.settings",
         "ecs_init.docker",
         "ecs_init.docker.answers",
         "ecs_init.docker.api",

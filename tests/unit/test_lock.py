@@ -13,9 +13,11 @@ import time
 import pytest
 
 from ecs_init.core import lock
-from ecs_init.core.config import Config, Paths
+from ecs_init.core.config import Config
 from ecs_init.core.context import HostContext
-from ecs_init.core.errors import EXIT_FAILURE, InitError
+from ecs_init.core.errors import InitError
+from ecs_init.core.exitcodes import Exit
+from ecs_init.core.paths import Paths
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -27,15 +29,15 @@ def make_ctx(prefix: str, **env: str) -> HostContext:
 
 def test_lock_paths_are_in_the_run_dir(tmp_path) -> None:  # type: ignore[no-untyped-def]
     ctx = make_ctx(str(tmp_path))
-    assert lock.action_lock_path(ctx) == str(tmp_path) + "/var/run/ecs-init/ecs-init.lock"
-    assert lock.supervisor_lock_path(ctx) == str(tmp_path) + "/var/run/ecs-init/ecs-init-supervisor.lock"
-    assert lock.lock_timeout(ctx) == lock.DEFAULT_LOCK_TIMEOUT
-    assert lock.lock_timeout(make_ctx(str(tmp_path), ECS_INIT_LOCK_TIMEOUT="2.5")) == 2.5
+    assert lock.action_lock_path(ctx.paths) == str(tmp_path) + "/var/run/ecs-init/ecs-init.lock"
+    assert lock.supervisor_lock_path(ctx.paths) == str(tmp_path) + "/var/run/ecs-init/ecs-init-supervisor.lock"
+    assert lock.lock_timeout(ctx.cfg) == lock.DEFAULT_LOCK_TIMEOUT
+    assert lock.lock_timeout(make_ctx(str(tmp_path), ECS_INIT_LOCK_TIMEOUT="2.5").cfg) == 2.5
 
 
 def test_acquire_creates_the_run_dir_and_records_the_holder(tmp_path) -> None:  # type: ignore[no-untyped-def]
     ctx = make_ctx(str(tmp_path))
-    held = lock.action_lock(ctx, "pre-start")
+    held = lock.action_lock(ctx.cfg, "pre-start")
     with held:
         assert held.held
         assert held.holder() == f"pid={os.getpid()} action=pre-start"
@@ -53,7 +55,7 @@ def test_second_holder_times_out_with_a_clear_error(tmp_path, caplog) -> None:  
             second.acquire()
         waited = time.monotonic() - started
         assert 0.25 <= waited < 3
-        assert info.value.exit_code == EXIT_FAILURE
+        assert info.value.exit_code == Exit.FAILURE
         assert isinstance(info.value, InitError)
         assert "action=post-stop" in str(info.value) and "ECS_INIT_LOCK_TIMEOUT" in str(info.value)
         assert any("waiting up to" in r.getMessage() and "action=post-stop" in r.getMessage() for r in caplog.records)
@@ -147,16 +149,3 @@ def test_a_symlinked_lock_file_is_refused(tmp_path) -> None:  # type: ignore[no-
     assert outside.read_text() == "precious\n"
 
 
-def test_release_when_running_drops_the_setup_lock_after_starting(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    path = str(tmp_path / "x.lock")
-    setup = lock.FileLock(path, "start").acquire()
-    listener = lock.release_when_running(setup)
-    listener("starting", {})
-    assert setup.held
-    with pytest.raises(lock.LockTimeout):
-        lock.FileLock(path, "pre-start", timeout=0.1).acquire()
-    listener("running", {})
-    assert not setup.held
-    with lock.FileLock(path, "pre-start", timeout=1):
-        pass
-    listener("backoff", {})  # later states do nothing

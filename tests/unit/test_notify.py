@@ -14,8 +14,9 @@ from typing import Iterator
 import pytest
 
 from ecs_init.agent import notify
-from ecs_init.core.config import Config, Paths
+from ecs_init.core.config import Config
 from ecs_init.core.context import HostContext
+from ecs_init.core.paths import Paths
 
 
 class Listener:

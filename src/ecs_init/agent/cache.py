@@ -9,16 +9,30 @@ import re
 import time
 
 from ecs_init.agent.spec import AGENT_IMAGE
-from ecs_init.core.config import Paths
 from ecs_init.core.context import HostContext
 from ecs_init.core.errors import ImageLoadError, InitError
 from ecs_init.core.fsutil import NotRegularFile, atomic_write, read_regular
+from ecs_init.core.paths import Paths
 
 log = logging.getLogger(__name__)
 
-STATE_UNCACHED = 0
-STATE_CACHED = 1
-STATE_RELOAD = 2
+
+class CacheState(enum.IntEnum):
+    """The state file's values (SPEC §4). Another integer is read as it is and refused by pre-start."""
+
+    UNCACHED = 0
+    CACHED = 1
+    RELOAD = 2  # written by the packages: a freshly installed tarball replaces whatever Docker has
+
+    @property
+    def label(self) -> str:
+        return {0: "uncached", 1: "cached", 2: "reload"}[self.value]
+
+
+STATE_UNCACHED = CacheState.UNCACHED
+STATE_CACHED = CacheState.CACHED
+STATE_RELOAD = CacheState.RELOAD
+KNOWN_STATES = tuple(CacheState)
 MAX_STATE_BYTES = 64
 # desired-image: only its first line matters; a file name is far shorter.
 MAX_LOCATOR_BYTES = 4096
@@ -30,7 +44,6 @@ class Action(enum.Enum):
     NOTHING = "nothing"
 
 
-KNOWN_STATES = (STATE_UNCACHED, STATE_CACHED, STATE_RELOAD)
 _LEADING_NUMBER = re.compile(r"[ \t]*([0-9]+)")
 
 
@@ -49,6 +62,11 @@ def parse_state(text: str) -> int:
     if len(digits) > 3 or int(digits) > 255:
         return STATE_UNCACHED
     return int(digits)
+
+
+def state_name(state: int) -> str:
+    """The name ``status`` and ``check`` show for a state value ("unknown" for another integer)."""
+    return CacheState(state).label if state in KNOWN_STATES else "unknown"
 
 
 def read_state(paths: Paths) -> int:
@@ -76,13 +94,16 @@ def decide(state: int, image_present: bool) -> Action:
         return Action.LOAD
     if state == STATE_CACHED:
         return Action.NOTHING if image_present else Action.LOAD
-    raise UnknownCacheState(f"cache state {state} is not a known state (0 uncached, 1 cached, 2 reload needed)")
+    raise UnknownCacheState(f"cache state {state} is not a known state ({_KNOWN})")
+
+
+_KNOWN = ", ".join(f"{s.value} {s.label}" for s in CacheState)
 
 
 def unknown_state_message(paths: Paths, state: int) -> str:
     return (
         f"the cache state file {paths.cache_state} holds {state}, which is not a known state "
-        "(0 uncached, 1 cached, 2 reload needed): run reload-cache, or write 2 to it to reload the cached tarball"
+        f"({_KNOWN}): run reload-cache, or write 2 to it to reload the cached tarball"
     )
 
 

@@ -31,6 +31,7 @@ from typing import Callable
 from ecs_init import AGENT_VERSION
 from ecs_init.agent import imds
 from ecs_init.agent.progress import Progress
+from ecs_init.core import settings
 from ecs_init.core.config import Config
 from ecs_init.core.context import HostContext
 from ecs_init.core.errors import InitError
@@ -39,8 +40,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_REGION = "us-east-1"
 BUCKET = "amazon-ecs-agent"
-S3_ENDPOINT_KEY = "ECS_INIT_S3_ENDPOINT"
-IMDS_ENDPOINT_KEY = "ECS_INIT_IMDS_ENDPOINT"
 
 CHUNK = 1024 * 1024  # bytes per read/write while streaming
 HTTP_TIMEOUT = 30.0  # seconds per connect / per read on S3
@@ -192,8 +191,8 @@ def sources(region: str, key: str, endpoint: str = "") -> list[Source]:
 
 def resolve_region(cfg: Config, imds_lookup: Callable[[str], str | None] | None = None) -> str:
     """External mode: AWS_DEFAULT_REGION; else IMDSv2; else us-east-1."""
-    if cfg.flag("ECS_EXTERNAL"):
-        configured = cfg.setting("AWS_DEFAULT_REGION").strip()
+    if cfg.flag(settings.EXTERNAL):
+        configured = cfg.raw(settings.REGION).strip()
         if not configured:
             log.info("external instance without AWS_DEFAULT_REGION: downloading from %s", DEFAULT_REGION)
             return DEFAULT_REGION
@@ -201,7 +200,7 @@ def resolve_region(cfg: Config, imds_lookup: Callable[[str], str | None] | None 
             log.warning("AWS_DEFAULT_REGION=%r is not a region name; using %s", configured[:64], DEFAULT_REGION)
             return DEFAULT_REGION
         return configured
-    endpoint = cfg.setting(IMDS_ENDPOINT_KEY).strip() or imds.DEFAULT_ENDPOINT
+    endpoint = cfg.raw(settings.IMDS_ENDPOINT).strip() or settings.IMDS_ENDPOINT.default
     lookup = imds_lookup or imds.region
     found = lookup(endpoint)
     if found:
@@ -409,7 +408,7 @@ def download_agent(
     key = artifact_key(version, machine)
     cfg = ctx.cfg
     region = resolve_region(cfg, imds_lookup)
-    endpoint = cfg.setting(S3_ENDPOINT_KEY).strip()
+    endpoint = cfg.raw(settings.S3_ENDPOINT).strip()
     target = ctx.paths.cache_tarball
     cache_dir = os.path.dirname(target)
     _prepare_cache_dir(cache_dir)

@@ -1,14 +1,13 @@
-"""The events file (upgrades, rollbacks, image reloads) and the supervisor's status file.
+"""The events file: upgrades, rollbacks, image reloads (``Paths.events_file``).
 
-Written by the supervisor, read by ``status``. The events file keeps the
-last 50 events; both are replaced atomically.
+Written by the supervisor, read by ``status``. It keeps the last 50 events
+and is replaced atomically.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from typing import Any
 
@@ -21,11 +20,7 @@ MAX_EVENTS = 50
 
 
 def events_path(ctx: HostContext) -> str:
-    return os.path.join(ctx.paths.instance_config_dir, "ecs-init-events.json")
-
-
-def status_path(ctx: HostContext) -> str:
-    return os.path.join(ctx.paths.run_dir, "supervisor.json")
+    return ctx.paths.events_file
 
 
 def record_event(ctx: HostContext, kind: str, **details: Any) -> None:

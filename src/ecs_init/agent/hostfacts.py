@@ -7,9 +7,10 @@ import os
 from typing import Optional
 
 from ecs_init.agent.spec import HostFacts, candidate_paths
-from ecs_init.core.config import bool_setting, read_platform
+from ecs_init.core import settings
 from ecs_init.core.context import HostContext
 from ecs_init.core.errors import CommandError
+from ecs_init.core.platform import read_platform
 from ecs_init.host import apparmor, gpu
 
 log = logging.getLogger(__name__)
@@ -17,7 +18,7 @@ log = logging.getLogger(__name__)
 
 def realm_output(ctx: HostContext) -> str:
     """``realm list`` output when gMSA support is on; "" otherwise or on failure."""
-    if not ctx.cfg.flag("ECS_GMSA_SUPPORTED"):
+    if not ctx.cfg.flag(settings.GMSA_SUPPORTED):
         return ""
     try:
         return ctx.runner.run(["realm", "list"], check=False, timeout=30).stdout or ""
@@ -49,7 +50,7 @@ def gather(ctx: HostContext, docker_api_version: Optional[str] = None) -> HostFa
 
 def gpu_devices_appeared(ctx: HostContext, facts: HostFacts) -> Optional[bool]:
     """SPEC §3: an instance-file GPU flag needs devices within 10 checks 3 s apart."""
-    if not bool_setting("ECS_ENABLE_GPU_SUPPORT", ctx.cfg.instance.get("ECS_ENABLE_GPU_SUPPORT", "")):
+    if not ctx.cfg.instance_flag(settings.ENABLE_GPU_SUPPORT):
         return None
     if facts.gpu_devices:
         return True

@@ -13,9 +13,11 @@ import re
 import time
 import urllib.parse
 
+from ecs_init.core import settings
+
 log = logging.getLogger(__name__)
 
-DEFAULT_ENDPOINT = "http://169.254.169.254"
+DEFAULT_ENDPOINT = settings.IMDS_ENDPOINT.default
 TOKEN_PATH = "/latest/api/token"
 REGION_PATH = "/latest/meta-data/placement/region"
 TOKEN_TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"

@@ -28,14 +28,17 @@ import time
 import urllib.request
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from ecs_init.agent.identity import METADATA_URL
+from ecs_init.core import settings
+
 if TYPE_CHECKING:
     from ecs_init.agent.supervisor import Supervisor
     from ecs_init.core.context import HostContext
 
 log = logging.getLogger(__name__)
 
-DEFAULT_READY_URL = "http://127.0.0.1:51678/v1/metadata"
-DEFAULT_READY_TIMEOUT = 120.0
+DEFAULT_READY_URL = METADATA_URL
+DEFAULT_READY_TIMEOUT = settings.READY_TIMEOUT.default_number
 READY_POLL = 0.25
 PROBE_TIMEOUT = 1.0
 
@@ -226,8 +229,8 @@ def attach(
     cfg = ctx.cfg
     hooked = SupervisorNotifier(
         notifier,
-        ready_url=cfg.setting("ECS_INIT_READY_URL", DEFAULT_READY_URL) or DEFAULT_READY_URL,
-        ready_timeout=cfg.number("ECS_INIT_READY_TIMEOUT", DEFAULT_READY_TIMEOUT),
+        ready_url=cfg.text(settings.READY_URL) or METADATA_URL,
+        ready_timeout=cfg.seconds(settings.READY_TIMEOUT),
         watchdog=watchdog_interval(env),
     )
     supervisor.listeners.append(hooked.listener)

@@ -21,7 +21,7 @@ import logging
 import shutil
 import sys
 import time
-from typing import IO, Callable, Iterator
+from typing import IO, Callable, Iterator, Optional
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +29,16 @@ LOG_INTERVAL = 5.0  # seconds between log lines when not on a terminal
 BAR_INTERVAL = 0.1  # seconds between redraws of the terminal bar
 
 
-def human_bytes(n: float) -> str:
-    """1536 -> '1.5 KiB'; binary units, one decimal above bytes."""
+def human_bytes(n: Optional[float]) -> str:
+    """1536 -> '1.5 KiB'; binary units, one decimal above bytes; None -> '?'."""
+    if n is None:
+        return "?"
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
+        if abs(value) < 1024:
             return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
-    return f"{value:.1f} TiB"  # pragma: no cover - unreachable
+    return f"{value:.1f} TiB"
 
 
 def human_rate(bytes_done: float, seconds: float) -> str:

@@ -10,16 +10,20 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from ecs_init.agent.identity import AGENT_IMAGE, AGENT_NAME
-from ecs_init.core.config import Config, Platform, bool_setting, version_tuple
+from ecs_init.core import settings as S
+from ecs_init.core.config import Config
+from ecs_init.core.platform import Platform
+from ecs_init.docker.api import version_tuple
 from ecs_init.host.apparmor_profile import container_profile
 
 log = logging.getLogger(__name__)
 
 
-DEFAULT_CREDENTIALS_FETCHER_SOCKET = "/var/credentials-fetcher/socket/credentials_fetcher.sock"
+UNIX = "unix://"
+DEFAULT_CREDENTIALS_FETCHER_SOCKET = S.CREDENTIALS_FETCHER_HOST.default[len(UNIX) :]
 DOCKER_SOCKET_TARGET = "/var/run/docker.sock"
 
 SUPPORTED_LOG_DRIVERS = ("awslogs", "fluentd", "gelf", "json-file", "journald", "logentries", "syslog", "splunk")
@@ -64,6 +68,18 @@ class HostFacts:
         return path in self.directories
 
 
+class SpecWarning(NamedTuple):
+    """Something in the configuration the spec could not use as written (``start`` logs it,
+    ``render`` shows it, ``check`` reports it under the setting's name)."""
+
+    key: str  # the setting it is about
+    text: str
+    replaced: bool = True  # the value was dropped or replaced (check: FAIL), not merely converted (WARN)
+
+    def __str__(self) -> str:
+        return self.text
+
+
 @dataclass
 class ContainerSpec:
     name: str
@@ -72,7 +88,7 @@ class ContainerSpec:
     labels: dict[str, str]
     binds: list[str]
     host_config: dict[str, Any]
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[SpecWarning] = field(default_factory=list)
 
     def engine_body(self) -> dict[str, Any]:
         """The body of ``POST /containers/create`` (Engine API)."""
@@ -87,14 +103,14 @@ class ContainerSpec:
 
 
 def credentials_fetcher_socket(cfg: Config) -> str:
-    host = cfg.environ.get("CREDENTIALS_FETCHER_HOST", "")
-    if host.startswith("unix://") and len(host) > len("unix://"):
-        return host[len("unix://") :]
+    host = cfg.raw(S.CREDENTIALS_FETCHER_HOST)
+    if host.startswith(UNIX) and len(host) > len(UNIX):
+        return host[len(UNIX) :]
     return DEFAULT_CREDENTIALS_FETCHER_SOCKET
 
 
 def gmsa_domain_joined(cfg: Config, realm_output: str) -> bool:
-    return cfg.flag("ECS_GMSA_SUPPORTED") and "realm-name" in realm_output
+    return cfg.flag(S.GMSA_SUPPORTED) and "realm-name" in realm_output
 
 
 def default_env(cfg: Config, platform: Platform) -> dict[str, str]:
@@ -134,16 +150,15 @@ def build_env(cfg: Config, facts: HostFacts, gpu_devices_appeared: Optional[bool
         env["ECS_DOMAIN_JOINED_LINUX_INSTANCE"] = "true"
     # 3. the instance file, then the operator's file
     instance = dict(cfg.instance)
-    instance_gpu = bool_setting("ECS_ENABLE_GPU_SUPPORT", instance.get("ECS_ENABLE_GPU_SUPPORT", ""))
-    if instance_gpu and gpu_devices_appeared is False:
+    if cfg.instance_flag(S.ENABLE_GPU_SUPPORT) and gpu_devices_appeared is False:
         log.warning(
             "ECS_ENABLE_GPU_SUPPORT=true in %s but no NVIDIA device appeared; dropping it", cfg.paths.instance_config
         )
-        del instance["ECS_ENABLE_GPU_SUPPORT"]
+        del instance[S.ENABLE_GPU_SUPPORT.name]
     env.update(instance)
     env.update(cfg.operator)
     # 4. external (ECS Anywhere) instances have no task ENIs
-    if cfg.flag("ECS_EXTERNAL"):
+    if cfg.flag(S.EXTERNAL):
         env["ECS_ENABLE_TASK_ENI"] = "false"
     # 5. old Docker API
     if version_tuple(facts.docker_api_version) < (1, 25):
@@ -162,17 +177,23 @@ def parse_labels(raw: str) -> tuple[dict[str, str], Optional[str]]:
         value = json.loads(raw)
     except (ValueError, RecursionError) as err:
         return {}, f"ECS_AGENT_LABELS is not valid JSON ({err}); starting the agent without labels"
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        return {}, "ECS_AGENT_LABELS must be a JSON object of string to string; starting the agent without labels"
+    if not isinstance(value, dict):
+        return {}, "ECS_AGENT_LABELS is not a JSON object of string to string; starting the agent without labels"
+    bad = sorted(k for k, v in value.items() if not isinstance(v, str))
+    if bad:
+        return {}, (
+            f"ECS_AGENT_LABELS is not a JSON object of string to string (the value of {', '.join(bad)} "
+            "is not a string); starting the agent without labels"
+        )
     return dict(value), None
 
 
 def docker_socket_bind(cfg: Config) -> str:
-    process_host = cfg.environ.get("DOCKER_HOST", "")
-    if process_host.startswith("unix://"):
-        source = process_host[len("unix://") :]
-        file_host = cfg.merged.get("DOCKER_HOST", "")
-        target = file_host[len("unix://") :] if file_host.startswith("unix://") else DOCKER_SOCKET_TARGET
+    process_host = cfg.raw(S.DOCKER_HOST)
+    if process_host.startswith(UNIX):
+        source = process_host[len(UNIX) :]
+        file_host = cfg.merged.get(S.DOCKER_HOST.name, "")
+        target = file_host[len(UNIX) :] if file_host.startswith(UNIX) else DOCKER_SOCKET_TARGET
         return f"{source}:{target or DOCKER_SOCKET_TARGET}"
     return "/var/run:/var/run"
 
@@ -180,7 +201,7 @@ def docker_socket_bind(cfg: Config) -> str:
 def build_binds(cfg: Config, facts: HostFacts, env: dict[str, str]) -> list[str]:
     paths = cfg.paths
     platform = facts.platform
-    external = cfg.flag("ECS_EXTERNAL")
+    external = cfg.flag(S.EXTERNAL)
     binds = [
         docker_socket_bind(cfg),
         f"{paths.log_dir}:/log",
@@ -207,9 +228,9 @@ def build_binds(cfg: Config, facts: HostFacts, env: dict[str, str]) -> list[str]
     exec_dir = paths.deps_dir + "/execute-command"
     if facts.is_dir(exec_dir):
         binds.append(f"{exec_dir}/config:/managed-agents/execute-command/config")
-    if bool_setting("ECS_ENABLE_GPU_SUPPORT", env.get("ECS_ENABLE_GPU_SUPPORT", "")) and facts.gpu_devices:
+    if S.read_flag(S.ENABLE_GPU_SUPPORT, env.get(S.ENABLE_GPU_SUPPORT.name, ""))[0] and facts.gpu_devices:
         binds.append(f"{paths.gpu_dir}:{paths.gpu_dir}")
-    if cfg.flag("ECS_GMSA_SUPPORTED"):
+    if cfg.flag(S.GMSA_SUPPORTED):
         socket = credentials_fetcher_socket(cfg)
         if facts.exists(socket):
             binds.append(f"{socket}:{socket}")
@@ -218,40 +239,45 @@ def build_binds(cfg: Config, facts: HostFacts, env: dict[str, str]) -> list[str]
     return binds
 
 
-def build_log_config(cfg: Config, warnings: list[str]) -> dict[str, Any]:
-    driver = cfg.setting("ECS_LOG_DRIVER")
+def build_log_config(cfg: Config, warnings: list[SpecWarning]) -> dict[str, Any]:
+    driver = cfg.text(S.LOG_DRIVER)
     options: dict[str, str] = {}
     drop_options = False
     if driver and driver not in SUPPORTED_LOG_DRIVERS:
-        warnings.append(f"ECS_LOG_DRIVER={driver!r} is not supported; using json-file")
+        warnings.append(SpecWarning(S.LOG_DRIVER.name, f"ECS_LOG_DRIVER={driver!r} is not supported; using json-file"))
         driver = "json-file"
         drop_options = True
-    driver = driver or "json-file"
-    raw_opts = cfg.setting("ECS_LOG_OPTS")
+    raw_opts = cfg.text(S.LOG_OPTS)
     if raw_opts and not drop_options:
         try:
             parsed = json.loads(raw_opts)
             if not isinstance(parsed, dict):
                 raise ValueError("not a JSON object")
             options = {str(k): str(v) for k, v in parsed.items()}
+            converted = sorted(str(k) for k, v in parsed.items() if not isinstance(v, str))
+            if converted:
+                text = f"ECS_LOG_OPTS: the value of {', '.join(converted)} is not a string (converted to one)"
+                warnings.append(SpecWarning(S.LOG_OPTS.name, text, replaced=False))
         except (ValueError, RecursionError) as err:
-            warnings.append(f"ECS_LOG_OPTS is not a valid JSON object ({err}); ignoring it")
+            warnings.append(
+                SpecWarning(S.LOG_OPTS.name, f"ECS_LOG_OPTS is not a valid JSON object ({err}); ignoring it")
+            )
             options = {}
     if driver == "json-file" and not options:
         options = {
-            "max-size": cfg.setting("ECS_INIT_DOCKER_LOG_FILE_SIZE") or "16m",
-            "max-file": cfg.setting("ECS_INIT_DOCKER_LOG_FILE_NUM") or "4",
+            "max-size": cfg.text(S.LOG_FILE_SIZE),
+            "max-file": cfg.text(S.LOG_FILE_NUM),
         }
     return {"Type": driver, "Config": options}
 
 
 def build_spec(cfg: Config, facts: HostFacts, gpu_devices_appeared: Optional[bool] = None) -> ContainerSpec:
-    warnings: list[str] = []
+    warnings: list[SpecWarning] = []
     env = build_env(cfg, facts, gpu_devices_appeared)
-    labels, label_error = parse_labels(env.get("ECS_AGENT_LABELS", ""))
+    labels, label_error = parse_labels(env.get(S.AGENT_LABELS.name, ""))
     if label_error:
-        warnings.append(label_error)
-    external = cfg.flag("ECS_EXTERNAL")
+        warnings.append(SpecWarning(S.AGENT_LABELS.name, label_error))
+    external = cfg.flag(S.EXTERNAL)
     host: dict[str, Any] = {
         "NetworkMode": "host",
         "UsernsMode": "host",
@@ -259,12 +285,12 @@ def build_spec(cfg: Config, facts: HostFacts, gpu_devices_appeared: Optional[boo
     if version_tuple(facts.docker_api_version) >= (1, 25):
         host["Init"] = True
     host["CapAdd"] = [] if external else ["NET_ADMIN", "SYS_ADMIN"]
-    if cfg.flag("ECS_AGENT_RUN_PRIVILEGED"):
+    if cfg.flag(S.RUN_PRIVILEGED):
         host["Privileged"] = True
-    if cfg.flag("ECS_AGENT_PID_NAMESPACE_HOST"):
+    if cfg.flag(S.PID_NAMESPACE_HOST):
         host["PidMode"] = "host"
     if facts.apparmor_enabled:
-        profile = container_profile(cfg.setting("ECS_AGENT_APPARMOR_PROFILE"))
+        profile = container_profile(cfg.raw(S.APPARMOR_PROFILE))
         host["SecurityOpt"] = [f"apparmor:{profile}"]
     host["LogConfig"] = build_log_config(cfg, warnings)
     return ContainerSpec(

@@ -1,14 +1,12 @@
 """Supervision of the agent container (SPEC §5).
 
-The exit-code policy is a pure function (``decide``); the loop around it
-talks to Docker through the ``Engine`` protocol. Upgrade on 42 and the
+The policy is pure (``policy.py``: ``decide``, backoff, rollback watch); the
+loop here applies it and talks to Docker through the ``Engine`` protocol. Upgrade on 42 and the
 automatic rollback live in ``upgrade.py`` (mixed into ``Supervisor``).
 """
 
 from __future__ import annotations
 
-import enum
-import json
 import logging
 import os
 import signal
@@ -17,65 +15,37 @@ import time
 from dataclasses import asdict
 from typing import Any, Callable, Optional
 
-from ecs_init.agent import cache, hostfacts
+from ecs_init.agent import cache, hostfacts, state
 from ecs_init.agent import stop as agent_stop
-from ecs_init.agent.events import events_path, record_event, status_path
-from ecs_init.agent.identity import AGENT_IMAGE, AGENT_NAME, EXIT_CLEAN, EXIT_DEBUG, EXIT_TERMINAL, EXIT_UPGRADE
+from ecs_init.agent.events import record_event
+from ecs_init.agent.identity import AGENT_IMAGE, AGENT_NAME
+from ecs_init.agent.policy import (
+    BACKOFF_CAP,
+    BACKOFF_JITTER,
+    BACKOFF_START,
+    EXIT_DOCKER_LOST,
+    EXIT_START_FAILED,
+    LOG_TAIL_LINES,
+    MAX_START_FAILURES,
+    RECONNECT_POLL,
+    Next,
+    UpgradeWatch,
+    counts_against_upgrade,
+    decide,
+    resets_backoff,
+)
 from ecs_init.agent.spec import build_spec
-from ecs_init.agent.upgrade import DEFAULT_ROLLBACK_FAILURES, DEFAULT_ROLLBACK_WINDOW, Upgrades, UpgradeWatch
+from ecs_init.agent.state import SupervisorState
+from ecs_init.agent.upgrade import Upgrades
+from ecs_init.core import settings
 from ecs_init.core.backoff import Backoff
 from ecs_init.core.context import HostContext
-from ecs_init.core.errors import EXIT_OK, InitError, TerminalExit, first_line
-from ecs_init.core.fsutil import atomic_write
+from ecs_init.core.errors import InitError, TerminalExit, first_line
+from ecs_init.core.exitcodes import AgentExit, Exit
 from ecs_init.docker.api import STOP_GRACE
 from ecs_init.docker.errors import EngineError, EngineUnavailable, NotFound
 
-__all__ = [  # re-exported for tests and callers that know them from here
-    "DEFAULT_ROLLBACK_FAILURES", "DEFAULT_ROLLBACK_WINDOW", "EXIT_CLEAN", "EXIT_DEBUG", "EXIT_TERMINAL",
-    "EXIT_UPGRADE", "Next", "Supervisor", "UpgradeWatch", "decide", "events_path",
-]  # fmt: skip
-
 log = logging.getLogger(__name__)
-
-LOG_TAIL_LINES = 200
-
-BACKOFF_START = 0.5
-BACKOFF_CAP = 15.0
-BACKOFF_JITTER = 0.1
-# An agent that stayed up this long is healthy again: the next crash restarts
-# the backoff at 0.5 s (ECS_INIT_BACKOFF_RESET_SECONDS). The uptime counts
-# from the container's creation, including any Docker outage it survived.
-DEFAULT_BACKOFF_RESET = 60.0
-# While the Docker daemon is away: ping it at least this often (seconds), and
-# wait for it as long as it takes (each ECS_INIT_DOCKER_WAIT_TIMEOUT logs an error).
-RECONNECT_POLL = 0.5
-# The "exit code" of an agent lost with the Docker daemon (gone, or stopped by
-# the daemon's shutdown): restarted by the normal policy, after the first
-# backoff step (the backoff is reset: the agent did not fail).
-EXIT_DOCKER_LOST = -2
-# The "exit code" of an agent container that could not be created or started.
-EXIT_START_FAILED = -1
-# That many create/start failures in a row end `start` with 255: systemd then
-# runs pre-start again (as after the Go program's first failure); never a loop.
-MAX_START_FAILURES = 5
-
-
-class Next(enum.Enum):
-    STOP = "stop supervising"
-    TERMINAL = "terminal"
-    UPGRADE = "upgrade"
-    RESTART = "restart after backoff"
-
-
-def decide(exit_code: int) -> Next:
-    """The exit-code table of SPEC §5."""
-    if exit_code == EXIT_CLEAN:
-        return Next.STOP
-    if exit_code == EXIT_TERMINAL:
-        return Next.TERMINAL
-    if exit_code == EXIT_UPGRADE:
-        return Next.UPGRADE
-    return Next.RESTART
 
 
 class Supervisor(Upgrades):
@@ -83,15 +53,20 @@ class Supervisor(Upgrades):
         self,
         ctx: HostContext,
         clock: Callable[[], float] = time.monotonic,
+        on_setup_done: Optional[Callable[[], None]] = None,
     ):
+        """``on_setup_done`` is called once, when the first start of the agent has been attempted
+        (it runs, or it failed and the supervisor backs off or waits for Docker): ``start``
+        releases the action lock there."""
         self.ctx = ctx
+        self._on_setup_done = on_setup_done
         cfg = ctx.cfg
         self.clock = clock
         self.stopping = threading.Event()
         self.backoff = Backoff(BACKOFF_START, BACKOFF_CAP, BACKOFF_JITTER)
-        self.backoff_reset = cfg.number("ECS_INIT_BACKOFF_RESET_SECONDS", DEFAULT_BACKOFF_RESET)
-        self.rollback_failures = int(cfg.number("ECS_INIT_ROLLBACK_FAILURES", DEFAULT_ROLLBACK_FAILURES))
-        self.rollback_window = cfg.number("ECS_INIT_ROLLBACK_WINDOW", DEFAULT_ROLLBACK_WINDOW)
+        self.backoff_reset = cfg.seconds(settings.BACKOFF_RESET_SECONDS)
+        self.rollback_failures = cfg.count(settings.ROLLBACK_FAILURES)
+        self.rollback_window = cfg.seconds(settings.ROLLBACK_WINDOW)
         self.docker_wait = ctx.docker_wait_timeout()
         self.start_failures = 0
         self.image_reloaded = False  # the missing agent image was reloaded since the last good start
@@ -105,11 +80,19 @@ class Supervisor(Upgrades):
 
     # ------------------------------------------------------------ reporting
 
-    def report(self, state: str, **info: Any) -> None:
+    def _setup_done(self) -> None:
+        callback, self._on_setup_done = self._on_setup_done, None
+        if callback is not None:
+            callback()
+            log.debug("start: set-up done")
+
+    def report(self, now: SupervisorState, **info: Any) -> None:
         """Persist the supervisor's state for `status`; tell listeners (sd_notify)."""
+        if now is not SupervisorState.STARTING:
+            self._setup_done()
         doc = {
             "pid": os.getpid(),
-            "state": state,
+            "state": now.value,
             "started_at": self.started_at,
             "restarts": self.restarts,
             "container_id": self.container_id,
@@ -118,13 +101,10 @@ class Supervisor(Upgrades):
             "upgrade": asdict(self.watch) if self.watch else None,
             **info,
         }
-        try:
-            atomic_write(status_path(self.ctx), json.dumps(doc), durable=False)
-        except OSError as err:
-            log.debug("cannot write supervisor status: %s", err)
+        state.write(self.ctx.paths.supervisor_state, doc)
         for listener in self.listeners:
             try:
-                listener(state, doc)
+                listener(now.value, doc)
             except Exception as err:  # noqa: BLE001 - a listener must never stop supervision
                 log.debug("state listener failed: %s", err)
 
@@ -152,7 +132,7 @@ class Supervisor(Upgrades):
 
     def run(self) -> int:
         """Supervise until the agent stops for good; return the exit code."""
-        self.report("starting")
+        self.report(SupervisorState.STARTING)
         try:
             while not self.stopping.is_set():
                 started = self.clock()
@@ -161,28 +141,27 @@ class Supervisor(Upgrades):
                     break
                 self.last_exit = code
                 uptime = self.clock() - started
-                if uptime >= self.backoff_reset or code == EXIT_DOCKER_LOST:
-                    # Healthy for long enough, or taken down by Docker, not by itself.
+                if resets_backoff(code, uptime, self.backoff_reset):
                     self.backoff.reset()
                 next_step = decide(code)
                 log.info("agent exited with code %d after %.1fs: %s", code, uptime, next_step.value)
                 if next_step is Next.STOP:
-                    self.report("stopped", exit_code=code)
-                    return EXIT_OK
+                    self.report(SupervisorState.STOPPED, exit_code=code)
+                    return Exit.OK
                 if next_step is Next.TERMINAL:
-                    self.report("terminal", exit_code=code)
+                    self.report(SupervisorState.TERMINAL, exit_code=code)
                     raise TerminalExit("the agent exited with code 5 (terminal): not restarting it")
                 if next_step is Next.UPGRADE and self._upgrade():
                     self.restarts += 1
                     continue
-                if code == EXIT_DEBUG:
+                if code == AgentExit.DEBUG:
                     self._log_tail()
-                if code != EXIT_DOCKER_LOST:  # a Docker outage is not the upgraded agent's fault
+                if counts_against_upgrade(code):
                     self._maybe_rollback(code)
                 self.restarts += 1
                 delay = self.backoff.next()
                 log.info("restarting the agent in %.2fs", delay)
-                self.report("backoff", delay=delay, exit_code=code)
+                self.report(SupervisorState.BACKOFF, delay=delay, exit_code=code)
                 if self.stopping.wait(delay):
                     break
         finally:
@@ -190,8 +169,8 @@ class Supervisor(Upgrades):
                 # Let the graceful stop finish before the process exits.
                 if self._stop_thread is not None:
                     self._stop_thread.join(agent_stop.GIVE_UP)
-                self.report("stopped", exit_code=0)
-        return EXIT_OK
+                self.report(SupervisorState.STOPPED, exit_code=0)
+        return Exit.OK
 
     def _run_once(self) -> int:
         """Create and start the agent; wait for it (surviving Docker restarts)."""
@@ -224,7 +203,7 @@ class Supervisor(Upgrades):
         self.start_failures = 0
         self.image_reloaded = False
         log.info("agent container %s started (%s)", AGENT_NAME, self.container_id[:12])
-        self.report("running")
+        self.report(SupervisorState.RUNNING)
         return self._wait()
 
     def _create(self, body: dict[str, Any]) -> str:
@@ -319,10 +298,10 @@ class Supervisor(Upgrades):
                 return EXIT_DOCKER_LOST
             if state.get("State", {}).get("Running"):
                 log.info("Docker is back; the agent container %s is still running: re-attached", str(state["Id"])[:12])
-                self.report("running", reattached=True)
+                self.report(SupervisorState.RUNNING, reattached=True)
                 continue
             code = int(state.get("State", {}).get("ExitCode", -1))
-            if code == EXIT_CLEAN:
+            if code == AgentExit.CLEAN:
                 log.info("Docker is back; the agent was stopped with the daemon: restarting it")
                 return EXIT_DOCKER_LOST
             log.info("Docker is back; the agent had exited with code %d", code)
@@ -330,7 +309,7 @@ class Supervisor(Upgrades):
 
     def _reconnect(self) -> bool:
         """Wait for the Docker daemon, as long as it takes; False when told to stop."""
-        self.report("docker-lost")
+        self.report(SupervisorState.DOCKER_LOST)
 
         def pause(delay: float) -> None:
             if self.stopping.wait(min(delay, RECONNECT_POLL)):

@@ -1,6 +1,6 @@
 """Self-update on exit 42 and automatic rollback of an upgrade that keeps failing.
 
-``UpgradeWatch`` is the pure bookkeeping (failures within a window);
+``policy.UpgradeWatch`` is the pure bookkeeping (failures within a window);
 ``Upgrades`` holds the steps the supervisor takes (it is mixed into
 ``Supervisor``, which provides ``ctx``, ``clock``, ``backoff``, ``watch`` and
 the two rollback settings).
@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Optional
 
 from ecs_init.agent import cache
 from ecs_init.agent.events import events_path, record_event, rolled_back_images
-from ecs_init.agent.identity import AGENT_IMAGE, AGENT_REPOSITORY, AGENT_TAG, EXIT_CLEAN, EXIT_TERMINAL, EXIT_UPGRADE
+from ecs_init.agent.identity import AGENT_IMAGE, AGENT_REPOSITORY, AGENT_TAG
+from ecs_init.agent.policy import UpgradeWatch, counts_against_upgrade
 from ecs_init.core.context import HostContext
 from ecs_init.core.errors import InitError, first_line
 from ecs_init.docker.errors import EngineError
@@ -24,42 +24,6 @@ if TYPE_CHECKING:
     from ecs_init.core.backoff import Backoff
 
 log = logging.getLogger("ecs_init.agent.supervisor")
-
-# An upgraded agent that fails this many times within the window is replaced
-# by the image it upgraded from.
-DEFAULT_ROLLBACK_FAILURES = 3
-DEFAULT_ROLLBACK_WINDOW = 300.0
-
-
-@dataclass
-class UpgradeWatch:
-    """Tracks an upgraded agent until it proves itself or fails too often.
-
-    Times come from the supervisor's (monotonic) clock. The upgrade has
-    failed when ``limit`` failures fall within one ``window``; it has proved
-    itself once a whole window has passed since the upgrade and since its
-    last failure.
-    """
-
-    previous_image: str
-    new_image: str
-    started: float
-    failures: list[float] = field(default_factory=list)
-
-    def prune(self, now: float, window: float) -> None:
-        """Forget failures older than the window."""
-        self.failures = [t for t in self.failures if now - t <= window]
-
-    def proven(self, now: float, window: float) -> bool:
-        """True when neither the upgrade nor any failure lies within the window."""
-        self.prune(now, window)
-        return not self.failures and now - self.started > window
-
-    def record_failure(self, now: float, window: float) -> int:
-        """Count a failure at ``now``; return the failures within the window."""
-        self.prune(now, window)
-        self.failures.append(now)
-        return len(self.failures)
 
 
 class Upgrades:
@@ -125,7 +89,7 @@ class Upgrades:
         for an upgrade is not failing to stay up) nor 0/5 (never reach here).
         """
         watch = self.watch
-        if watch is None or code in (EXIT_CLEAN, EXIT_TERMINAL, EXIT_UPGRADE):
+        if watch is None or not counts_against_upgrade(code):
             return
         now = self.clock()
         if watch.proven(now, self.rollback_window):

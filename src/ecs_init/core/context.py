@@ -5,15 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Optional
 
+from ecs_init.core import settings
 from ecs_init.core.cmd import Runner
-from ecs_init.core.config import Config, Paths
+from ecs_init.core.config import Config
 from ecs_init.core.errors import InitError
+from ecs_init.core.paths import Paths
 
 if TYPE_CHECKING:
     from ecs_init.docker.api import Engine
-
-DOCKER_WAIT_KEY = "ECS_INIT_DOCKER_WAIT_TIMEOUT"
-DEFAULT_DOCKER_WAIT = 300.0  # seconds to wait for a daemon that is not up yet (SPEC §5 "Beyond")
 
 
 @dataclass
@@ -39,7 +38,7 @@ class HostContext:
 
     def docker_wait_timeout(self) -> float:
         """How long to wait for the Docker daemon (ECS_INIT_DOCKER_WAIT_TIMEOUT, capped by ``docker_wait``)."""
-        configured = self.cfg.number(DOCKER_WAIT_KEY, DEFAULT_DOCKER_WAIT)
+        configured = self.cfg.seconds(settings.DOCKER_WAIT_TIMEOUT)
         return configured if self.docker_wait is None else min(configured, self.docker_wait)
 
     @property

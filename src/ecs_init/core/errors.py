@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-EXIT_OK = 0
-EXIT_TERMINAL = 5
-EXIT_FAILURE = 255
+from ecs_init.core.exitcodes import Exit
 
 
 class InitError(Exception):
     """An expected failure: logged as one line, then exit ``exit_code``."""
 
-    exit_code = EXIT_FAILURE
+    exit_code: int = Exit.FAILURE
 
 
 class UsageError(InitError):
-    exit_code = 1
+    exit_code = Exit.USAGE
 
 
 class CommandError(InitError):
@@ -28,7 +26,7 @@ class ImageLoadError(InitError):
 class TerminalExit(InitError):
     """The agent asked not to be restarted."""
 
-    exit_code = EXIT_TERMINAL
+    exit_code = Exit.TERMINAL
 
 
 def first_line(err: BaseException) -> str:

@@ -6,10 +6,12 @@ release 1.105.1, with the ecs-init keys the Go implementation reads).
 ``OWN_KEYS``: settings only this implementation reads. ``BOOLEAN_KEYS``:
 known keys whose value is a boolean (the agent parses them like Go's
 ``strconv.ParseBool``; the rule ecs-init itself applies to the switches it
-reads is ``config.BOOLEAN_RULES``, where five of them are exactly-``true``).
+reads is the settings table's, ``core/settings.py``, where five of them are exactly-``true``).
 """
 
 from __future__ import annotations
+
+from ecs_init.core.settings import SETTINGS
 
 AGENT_KEYS: tuple[str, ...] = (
     "AWS_DEFAULT_REGION",
@@ -122,18 +124,8 @@ AGENT_KEYS: tuple[str, ...] = (
     "NO_PROXY",
 )
 
-OWN_KEYS: tuple[str, ...] = (
-    "ECS_INIT_PATH_PREFIX",
-    "ECS_INIT_S3_ENDPOINT",
-    "ECS_INIT_IMDS_ENDPOINT",
-    "ECS_INIT_DOCKER_WAIT_TIMEOUT",
-    "ECS_INIT_BACKOFF_RESET_SECONDS",
-    "ECS_INIT_ROLLBACK_FAILURES",
-    "ECS_INIT_ROLLBACK_WINDOW",
-    "ECS_INIT_LOCK_TIMEOUT",
-    "ECS_INIT_READY_URL",
-    "ECS_INIT_READY_TIMEOUT",
-)
+# Settings only this program reads: derived from the settings table (core/settings.py).
+OWN_KEYS: tuple[str, ...] = tuple(s.name for s in SETTINGS if s.name not in AGENT_KEYS)
 
 KNOWN_KEYS: frozenset[str] = frozenset(AGENT_KEYS + OWN_KEYS)
 

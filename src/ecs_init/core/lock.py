@@ -25,16 +25,18 @@ import logging
 import os
 import time
 from types import TracebackType
-from typing import Any, Callable
+from typing import Callable
 
-from ecs_init.core.context import HostContext
+from ecs_init.core import settings
+from ecs_init.core.config import Config
 from ecs_init.core.errors import InitError
+from ecs_init.core.paths import Paths
 
 log = logging.getLogger(__name__)
 
 ACTION_LOCK = "ecs-init.lock"
 SUPERVISOR_LOCK = "ecs-init-supervisor.lock"
-DEFAULT_LOCK_TIMEOUT = 60.0
+DEFAULT_LOCK_TIMEOUT = settings.LOCK_TIMEOUT.default_number
 POLL_INTERVAL = 0.1
 MAX_HOLDER_BYTES = 256
 
@@ -43,16 +45,16 @@ class LockTimeout(InitError):
     """Another invocation held the lock for longer than the timeout."""
 
 
-def action_lock_path(ctx: HostContext) -> str:
-    return os.path.join(ctx.paths.run_dir, ACTION_LOCK)
+def action_lock_path(paths: Paths) -> str:
+    return os.path.join(paths.run_dir, ACTION_LOCK)
 
 
-def supervisor_lock_path(ctx: HostContext) -> str:
-    return os.path.join(ctx.paths.run_dir, SUPERVISOR_LOCK)
+def supervisor_lock_path(paths: Paths) -> str:
+    return os.path.join(paths.run_dir, SUPERVISOR_LOCK)
 
 
-def lock_timeout(ctx: HostContext) -> float:
-    return ctx.cfg.number("ECS_INIT_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT)
+def lock_timeout(cfg: Config) -> float:
+    return cfg.seconds(settings.LOCK_TIMEOUT)
 
 
 class FileLock:
@@ -158,22 +160,11 @@ class FileLock:
         self.release()
 
 
-def action_lock(ctx: HostContext, action: str) -> FileLock:
+def action_lock(cfg: Config, action: str) -> FileLock:
     """The lock serialising pre-start, post-stop and start's setup (not yet taken)."""
-    return FileLock(action_lock_path(ctx), action, lock_timeout(ctx))
+    return FileLock(action_lock_path(cfg.paths), action, lock_timeout(cfg))
 
 
-def supervisor_lock(ctx: HostContext) -> FileLock:
+def supervisor_lock(cfg: Config) -> FileLock:
     """The lock a supervising ``start`` holds for its whole life (not yet taken)."""
-    return FileLock(supervisor_lock_path(ctx), "start", lock_timeout(ctx))
-
-
-def release_when_running(setup: FileLock) -> Callable[[str, dict[str, Any]], None]:
-    """A Supervisor listener that drops ``setup`` once start has left its setup phase."""
-
-    def listener(state: str, _doc: dict[str, Any]) -> None:
-        if state != "starting" and setup.held:
-            setup.release()
-            log.debug("start: set-up done; released %s", setup.path)
-
-    return listener
+    return FileLock(supervisor_lock_path(cfg.paths), "start", lock_timeout(cfg))

@@ -113,13 +113,20 @@ def free_text_values(env: Mapping[str, str]) -> set[str]:
 
 
 def _text_forms(value: str) -> set[str]:
-    """The value as it appears in plain text and inside JSON output (escaped)."""
+    """The value as it appears in plain text, inside JSON output, and in a Python repr (``%r``:
+    both quote styles), each escaped as those write it."""
     forms = {value}
     try:
         forms.add(json.dumps(value)[1:-1])
         forms.add(json.dumps(value, ensure_ascii=False)[1:-1])
     except (ValueError, RecursionError):
         pass
+    escaped = repr(value)[1:-1]
+    forms.add(escaped)
+    if repr(value)[0] == '"':  # inside a longer string holding both quote styles, repr escapes the '
+        forms.add(escaped.replace("'", "\\'"))
+    else:
+        forms.add(escaped.replace("\\'", "'"))
     return forms
 
 

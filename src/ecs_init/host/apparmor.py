@@ -22,6 +22,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
+from ecs_init.core import settings
 from ecs_init.core.context import HostContext
 from ecs_init.core.errors import CommandError, InitError
 from ecs_init.core.fsutil import atomic_write, read_regular
@@ -30,7 +31,6 @@ from ecs_init.host import apparmor_profile
 log = logging.getLogger(__name__)
 
 PROFILE_NAME = apparmor_profile.PROFILE_NAME
-PROFILE_ENV = "ECS_AGENT_APPARMOR_PROFILE"
 PARSER = "apparmor_parser"
 REAL_APPARMOR_DIR = "/etc/apparmor.d"
 LOAD_TIMEOUT = 120.0
@@ -90,7 +90,7 @@ def host_supports(ctx: HostContext) -> bool:
 
 def container_profile(ctx: HostContext) -> str:
     """The profile the agent container runs under (never written by us unless it is ours)."""
-    return apparmor_profile.container_profile(ctx.cfg.setting(PROFILE_ENV))
+    return apparmor_profile.container_profile(ctx.cfg.raw(settings.APPARMOR_PROFILE))
 
 
 def profile_path(ctx: HostContext) -> str:
@@ -158,7 +158,7 @@ def _note_operator_profile(ctx: HostContext, chosen: str) -> None:
     log.info(
         "the agent container runs under AppArmor profile %r (%s); pre-start does not write or load it",
         chosen,
-        PROFILE_ENV,
+        settings.APPARMOR_PROFILE.name,
     )
     if chosen == "unconfined":
         return
@@ -168,5 +168,5 @@ def _note_operator_profile(ctx: HostContext, chosen: str) -> None:
             "AppArmor profile %r (%s) is not loaded: Docker will refuse to start the agent container "
             "until it is (apparmor_parser -r /etc/apparmor.d/<file>)",
             chosen,
-            PROFILE_ENV,
+            settings.APPARMOR_PROFILE.name,
         )

@@ -16,6 +16,7 @@ import time
 from types import ModuleType
 from typing import Callable
 
+from ecs_init.core import settings
 from ecs_init.core.context import HostContext
 from ecs_init.core.errors import InitError
 from ecs_init.core.fsutil import atomic_write
@@ -23,7 +24,6 @@ from ecs_init.host import nvml
 
 log = logging.getLogger(__name__)
 
-GPU_SUPPORT_ENV = "ECS_ENABLE_GPU_SUPPORT"
 EULA_NOTICE = (
     "By using the GPU Optimized AMI, you agree to the NVIDIA Cloud End User License Agreement "
     "https://s3.amazonaws.com/EULA/NVidiaEULAforAWS.pdf"
@@ -72,7 +72,7 @@ def setup(
     nvml_loader: Callable[[], ModuleType] = nvml.import_pynvml,
 ) -> None:
     """When ECS_ENABLE_GPU_SUPPORT is true: EULA notice, NVML facts to the JSON file."""
-    if not ctx.cfg.flag(GPU_SUPPORT_ENV):
+    if not ctx.cfg.flag(settings.ENABLE_GPU_SUPPORT):
         log.debug("GPU support is off")
         return
     log.info(EULA_NOTICE)

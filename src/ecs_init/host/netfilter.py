@@ -13,21 +13,21 @@ from __future__ import annotations
 import logging
 import os
 
+from ecs_init.core import settings
+from ecs_init.core.cmd import Runner
 from ecs_init.core.context import HostContext
 from ecs_init.core.errors import CommandError, first_line
 from ecs_init.docker.api import default_bridge as bridge_of
 from ecs_init.docker.errors import EngineError
-from ecs_init.host import hostnet
+from ecs_init.host import loopback
 from ecs_init.host.netrules import (
-    ALLOW_OFFHOST_INTROSPECTION_KEY,
     INSERT,
     IPV4,
     IPV6,
-    SKIP_LOCALHOST_FILTER_KEY,
     XTABLES_WAIT_SECONDS,
-    HostFacts,
+    NetFacts,
     Rule,
-    Settings,
+    RuleSettings,
     plan_inserts,
     plan_setup,
     stale_introspection_rule,
@@ -43,10 +43,10 @@ _TIMEOUT = XTABLES_WAIT_SECONDS + 30.0
 _MAX_DUPLICATES = 1000
 
 
-def settings_from(ctx: HostContext) -> Settings:
-    return Settings(
-        skip_localhost_filter=ctx.cfg.flag(SKIP_LOCALHOST_FILTER_KEY),
-        allow_offhost_introspection=ctx.cfg.flag(ALLOW_OFFHOST_INTROSPECTION_KEY),
+def settings_from(ctx: HostContext) -> RuleSettings:
+    return RuleSettings(
+        skip_localhost_filter=ctx.cfg.flag(settings.SKIP_LOCALHOST_TRAFFIC_FILTER),
+        allow_offhost_introspection=ctx.cfg.flag(settings.ALLOW_OFFHOST_INTROSPECTION_ACCESS),
     )
 
 
@@ -77,14 +77,29 @@ def _require(ctx: HostContext, tool: str) -> None:
         raise CommandError(f"{tool}: command not found on PATH; install the iptables package")
 
 
-def _present(ctx: HostContext, rule: Rule) -> bool:
-    argv = rule.argv("-C")
-    proc = ctx.runner.run(argv, check=False, timeout=_TIMEOUT)
+def is_present(runner: Runner, rule: Rule, wait: int = XTABLES_WAIT_SECONDS, timeout: float = _TIMEOUT) -> bool:
+    """``iptables -C``: whether ``rule`` is in place; CommandError when iptables cannot tell."""
+    argv = rule.argv("-C", wait)
+    proc = runner.run(argv, check=False, timeout=timeout)
     if proc.returncode == 0:
         return True
     if proc.returncode == 1:
         return False
     raise CommandError(_describe(argv, proc.returncode, proc.stdout, proc.stderr))
+
+
+def _present(ctx: HostContext, rule: Rule) -> bool:
+    return is_present(ctx.runner, rule)
+
+
+def facts(ctx: HostContext, bridge: str | None) -> NetFacts:
+    """What the rule plan depends on: the loopback's name, Docker's bridge, whether IPv6 rules apply."""
+    return NetFacts(loopback=loopback.loopback_name(ctx), bridge=bridge, ipv6=ipv6_tables_available(ctx))
+
+
+def planned(ctx: HostContext, bridge: str | None) -> list[Rule]:
+    """The rules pre-start creates under the current settings (``status`` checks the same list)."""
+    return plan_setup(settings_from(ctx), facts(ctx, bridge))
 
 
 def _add(ctx: HostContext, rule: Rule) -> None:
@@ -130,12 +145,12 @@ def apply(ctx: HostContext, plan: list[Rule]) -> None:
 def setup(ctx: HostContext) -> None:
     """Create every rule once (idempotent)."""
     _require(ctx, "iptables")
-    settings = settings_from(ctx)
-    bridge = None if settings.allow_offhost_introspection else default_bridge(ctx)
-    facts = HostFacts(loopback=hostnet.loopback_name(ctx), bridge=bridge, ipv6=ipv6_tables_available(ctx))
-    if not facts.ipv6:
+    chosen = settings_from(ctx)
+    bridge = None if chosen.allow_offhost_introspection else default_bridge(ctx)
+    found = facts(ctx, bridge)
+    if not found.ipv6:
         log.info("no IPv6 or no ip6tables on this host; IPv4 rules only")
-    apply(ctx, plan_setup(settings, facts))
+    apply(ctx, plan_setup(chosen, found))
 
 
 def _remove_stale(ctx: HostContext, family: str) -> int:
@@ -165,9 +180,9 @@ def teardown(ctx: HostContext) -> None:
     if ctx.runner.which("iptables") is None:
         log.warning("iptables: command not found; no netfilter rules to remove")
         return
-    facts = HostFacts(loopback=hostnet.loopback_name(ctx), bridge=None, ipv6=ipv6_tables_available(ctx))
+    found = facts(ctx, None)
     failures: list[str] = []
-    for rule in teardown_rules(facts):
+    for rule in teardown_rules(found):
         try:
             count = _delete_all(ctx, rule)
         except CommandError as err:
@@ -175,7 +190,7 @@ def teardown(ctx: HostContext) -> None:
             continue
         if count:
             log.info("removed rule (%d %s): %s", count, "copy" if count == 1 else "copies", rule)
-    for family in [IPV4, IPV6] if facts.ipv6 else [IPV4]:
+    for family in [IPV4, IPV6] if found.ipv6 else [IPV4]:
         try:
             _remove_stale(ctx, family)
         except CommandError as err:

@@ -29,9 +29,6 @@ IPV6 = "ipv6"
 APPEND = "-A"
 INSERT = "-I"
 
-SKIP_LOCALHOST_FILTER_KEY = "ECS_SKIP_LOCALHOST_TRAFFIC_FILTER"
-ALLOW_OFFHOST_INTROSPECTION_KEY = "ECS_ALLOW_OFFHOST_INTROSPECTION_ACCESS"
-
 
 @dataclass(frozen=True)
 class Rule:
@@ -65,13 +62,13 @@ class Rule:
 
 
 @dataclass(frozen=True)
-class Settings:
+class RuleSettings:
     skip_localhost_filter: bool = False
     allow_offhost_introspection: bool = False
 
 
 @dataclass(frozen=True)
-class HostFacts:
+class NetFacts:
     loopback: str = "lo"
     bridge: str | None = None  # Docker's default bridge interface, if any
     ipv6: bool = False  # /proc/sys/net/ipv6 exists and ip6tables is installed
@@ -144,11 +141,11 @@ def credentials_redirect() -> Rule:
     )  # fmt: skip
 
 
-def _families(facts: HostFacts) -> list[str]:
+def _families(facts: NetFacts) -> list[str]:
     return [IPV4, IPV6] if facts.ipv6 else [IPV4]
 
 
-def plan_setup(settings: Settings, facts: HostFacts) -> list[Rule]:
+def plan_setup(settings: RuleSettings, facts: NetFacts) -> list[Rule]:
     """The rules pre-start creates, in SPEC §7 order."""
     rules = [credentials_dnat()]
     if not settings.skip_localhost_filter:
@@ -161,13 +158,13 @@ def plan_setup(settings: Settings, facts: HostFacts) -> list[Rule]:
     return rules
 
 
-def teardown_rules(facts: HostFacts) -> list[Rule]:
+def teardown_rules(facts: NetFacts) -> list[Rule]:
     """Every rule this program may have created, whatever the settings are now.
 
     Rules that name an interface can only be listed for the names known now;
     ``stale_introspection_rule`` finds the ones created for other names.
     """
-    return plan_setup(Settings(skip_localhost_filter=False, allow_offhost_introspection=False), facts)
+    return plan_setup(RuleSettings(skip_localhost_filter=False, allow_offhost_introspection=False), facts)
 
 
 def plan_inserts(plan: Sequence[Rule], present: Sequence[bool]) -> tuple[list[Rule], list[Rule]]:

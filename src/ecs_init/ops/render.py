@@ -22,12 +22,11 @@ from typing import Any, Optional, Sequence
 
 from ecs_init.agent import hostfacts
 from ecs_init.agent.spec import build_spec
-from ecs_init.core import redact
-from ecs_init.core.config import bool_setting, version_tuple
+from ecs_init.core import redact, settings
 from ecs_init.core.context import HostContext
 from ecs_init.core.errors import InitError, UsageError
-from ecs_init.docker.api import PREFERRED_MAX_API
-from ecs_init.ops.status import make_parser
+from ecs_init.docker.api import PREFERRED_MAX_API, version_tuple
+from ecs_init.ops.report import make_parser
 
 
 class _NoDocker:
@@ -66,7 +65,7 @@ def render(ctx: HostContext, api_version: Optional[str] = None, show_secrets: bo
         )
     facts = hostfacts.gather(offline, docker_api_version=api)
     appeared: Optional[bool] = None
-    if bool_setting("ECS_ENABLE_GPU_SUPPORT", cfg.instance.get("ECS_ENABLE_GPU_SUPPORT", "")):
+    if cfg.instance_flag(settings.ENABLE_GPU_SUPPORT):
         appeared = facts.gpu_devices
         if not appeared:
             notes.append(
@@ -83,7 +82,7 @@ def render(ctx: HostContext, api_version: Optional[str] = None, show_secrets: bo
         "api_version_assumed": assumed,
         "secrets_redacted": not show_secrets,
         "body": body,
-        "warnings": list(spec.warnings),
+        "warnings": [str(w) for w in spec.warnings],
         "notes": notes,
     }
 

@@ -11,160 +11,39 @@ answers; 3 the agent container is not running; 1 this cannot be told
 
 from __future__ import annotations
 
-import argparse
-import calendar
 import json
 import logging
 import os
-import re
 import sys
 import time
-import urllib.error
-import urllib.request
 from typing import Any, Optional, Sequence
 
 from ecs_init.agent import cache
-from ecs_init.agent.spec import AGENT_IMAGE, AGENT_NAME
+from ecs_init.agent.identity import AGENT_IMAGE, AGENT_NAME, METADATA_URL
 from ecs_init.core import redact
 from ecs_init.core.config import Config
 from ecs_init.core.context import HostContext
-from ecs_init.core.errors import CommandError, InitError, UsageError, first_line
+from ecs_init.core.errors import CommandError, InitError, first_line
+from ecs_init.core.exitcodes import Exit
 from ecs_init.core.fsutil import read_regular
 from ecs_init.docker.api import Engine, default_bridge
 from ecs_init.docker.errors import EngineError
+from ecs_init.ops.report import (
+    connect_quick,
+    fetch_metadata,
+    human_bytes,
+    human_duration,
+    iso,
+    make_parser,
+    parse_docker_time,
+    read_json_file,
+)
 
 log = logging.getLogger(__name__)
 
-EXIT_RUNNING = 0
-EXIT_UNKNOWN = 1
-EXIT_NOT_RUNNING = 3
 
-DOCKER_TIMEOUT = 2.0  # seconds: operator commands never wait for a daemon that is not up
-METADATA_URL = "http://127.0.0.1:51678/v1/metadata"
-METADATA_TIMEOUT = 1.0
 XTABLES_WAIT = 1  # seconds iptables -C may wait for the xtables lock
 COMMAND_TIMEOUT = 5.0
-MAX_JSON_BYTES = 1024 * 1024
-
-CACHE_STATE_NAMES = {cache.STATE_UNCACHED: "uncached", cache.STATE_CACHED: "cached", cache.STATE_RELOAD: "reload"}
-
-
-# ---------------------------------------------------------------- shared helpers
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors as UsageError (exit 1) instead of exiting 2."""
-
-    def error(self, message: str) -> Any:
-        raise UsageError(f"{self.prog}: {message}")
-
-
-def make_parser(action: str, description: str) -> argparse.ArgumentParser:
-    parser = _Parser(prog=f"amazon-ecs-init {action}", description=description)
-    parser.add_argument(
-        "--json", action="store_true", help="print one JSON document (see the schema in ecs_init/schemas)"
-    )
-    return parser
-
-
-def connect_quick(cfg: Config, timeout: float = DOCKER_TIMEOUT) -> Engine:
-    """One attempt to reach Docker; this and every later call bounded by ``timeout`` seconds.
-
-    Raises EngineError (EngineUnavailable: "Docker ... does not answer ...") with one line.
-    """
-    from ecs_init.docker import client
-
-    return client.connect_quick(cfg.docker_host(), timeout)
-
-
-one_line = first_line
-
-
-def fetch_metadata(url: str = METADATA_URL, timeout: float = METADATA_TIMEOUT) -> tuple[Optional[dict[str, Any]], str]:
-    """The agent's ``/v1/metadata`` document, or (None, why not)."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            raw = resp.read(MAX_JSON_BYTES)
-    except urllib.error.HTTPError as err:
-        return None, f"{url} answered HTTP {err.code}"
-    except (OSError, ValueError) as err:
-        reason = getattr(err, "reason", None) or err
-        return None, f"{url} does not answer within {timeout:g}s ({reason})"
-    try:
-        doc = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None, f"{url} answered something that is not JSON"
-    if not isinstance(doc, dict):
-        return None, f"{url} answered JSON that is not an object"
-    return doc, ""
-
-
-def read_json_file(path: str) -> tuple[Any, str]:
-    """(document, "") or (None, why not); a missing file is (None, "")."""
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_JSON_BYTES + 1)
-    except FileNotFoundError:
-        return None, ""
-    except OSError as err:
-        return None, f"cannot read {path}: {err.strerror or err}"
-    if len(raw) > MAX_JSON_BYTES:
-        return None, f"{path} is larger than {MAX_JSON_BYTES} bytes"
-    try:
-        return json.loads(raw.decode("utf-8", errors="replace")), ""
-    except (ValueError, RecursionError) as err:
-        return None, f"{path} is not valid JSON: {err}"
-
-
-_DOCKER_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
-
-
-def parse_docker_time(text: str) -> Optional[float]:
-    """Docker's RFC 3339 time (nanoseconds allowed) as epoch seconds; None if unset/unparsable."""
-    match = _DOCKER_TIME.match(text or "")
-    if not match or text.startswith("0001-"):
-        return None
-    base = calendar.timegm(time.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S"))
-    fraction = float("0." + match.group(2)) if match.group(2) else 0.0
-    zone = match.group(3)
-    offset = 0
-    if zone != "Z":
-        sign = 1 if zone[0] == "+" else -1
-        offset = sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
-    return base + fraction - offset
-
-
-def iso(epoch: Optional[float]) -> Optional[str]:
-    if epoch is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
-def human_duration(seconds: Optional[float]) -> str:
-    if seconds is None:
-        return "?"
-    total = int(max(seconds, 0))
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours}h{minutes}m"
-    if hours:
-        return f"{hours}h{minutes}m{secs}s"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"
-
-
-def human_bytes(size: Optional[int]) -> str:
-    if size is None:
-        return "?"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
 
 
 # ---------------------------------------------------------------- the parts
@@ -215,7 +94,7 @@ def agent_part(engine: Optional[Engine], now: float) -> dict[str, Any]:
         state = engine.container_state(AGENT_NAME)
         part["latest_image_id"] = engine.image_id(AGENT_IMAGE)
     except EngineError as err:  # any Docker failure means "cannot tell"
-        part["error"] = f"cannot inspect {AGENT_NAME}: {one_line(err)}"
+        part["error"] = f"cannot inspect {AGENT_NAME}: {first_line(err)}"
         return part
     if state is None:
         part.update(state="absent", running=False)
@@ -251,9 +130,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def supervisor_part(ctx: HostContext) -> dict[str, Any]:
-    from ecs_init.agent.events import status_path
-
-    path = status_path(ctx)
+    path = ctx.paths.supervisor_state
     doc, error = read_json_file(path)
     part: dict[str, Any] = {
         "file": path,
@@ -320,7 +197,7 @@ def cache_part(ctx: HostContext) -> dict[str, Any]:
         pass
     return {
         "state": state,
-        "state_name": CACHE_STATE_NAMES.get(state, "unknown"),
+        "state_name": cache.state_name(state),
         "tarball": paths.cache_tarball,
         "tarball_present": size is not None,
         "tarball_bytes": size,
@@ -329,61 +206,48 @@ def cache_part(ctx: HostContext) -> dict[str, Any]:
 
 
 def last_event_part(ctx: HostContext) -> tuple[Optional[dict[str, Any]], Optional[str]]:
-    from ecs_init.agent.events import events_path
-
-    doc, error = read_json_file(events_path(ctx))
+    path = ctx.paths.events_file
+    doc, error = read_json_file(path)
     if isinstance(doc, list):
         for event in reversed(doc):
             if isinstance(event, dict):
                 return event, None
         return None, None
     if doc is not None:
-        return None, f"{events_path(ctx)} does not hold a JSON list"
+        return None, f"{path} does not hold a JSON list"
     return None, error or None
 
 
 def host_network_part(ctx: HostContext, engine: Optional[Engine]) -> dict[str, Any]:
-    """Whether each planned netfilter rule and route_localnet are in place (read-only)."""
-    from ecs_init.host import hostnet, netfilter, netrules
+    """Whether route_localnet and each rule pre-start plans (netfilter's own planner and probe) are in place."""
+    from ecs_init.host import loopback, netfilter
 
     part: dict[str, Any] = {"route_localnet": None, "route_localnet_ok": None, "rules": [], "notes": []}
-    runner = ctx.runner
     try:
-        proc = runner.run(["sysctl", "-n", hostnet.ROUTE_LOCALNET], check=True, timeout=COMMAND_TIMEOUT)
-        value = proc.stdout.strip()
+        value = loopback.route_localnet(ctx, timeout=COMMAND_TIMEOUT)
         part["route_localnet"] = value
         part["route_localnet_ok"] = value == "1"
     except CommandError as err:
-        part["notes"].append(f"cannot read {hostnet.ROUTE_LOCALNET}: {err}")
-    if runner.which("iptables") is None:
+        part["notes"].append(f"cannot read {loopback.ROUTE_LOCALNET}: {err}")
+    if ctx.runner.which("iptables") is None:
         part["notes"].append("iptables is not installed: cannot check the netfilter rules")
         return part
-    settings = netfilter.settings_from(ctx)
     bridge: Optional[str] = None
-    if not settings.allow_offhost_introspection:
+    if not netfilter.settings_from(ctx).allow_offhost_introspection:
         if engine is None:
             part["notes"].append("Docker does not answer: the default-bridge ACCEPT rule is not checked")
         else:
             try:
                 bridge = default_bridge(engine.networks())
             except EngineError as err:
-                part["notes"].append(f"cannot ask Docker for its default bridge: {one_line(err)}")
-    facts = netrules.HostFacts(
-        loopback=hostnet.loopback_name(ctx), bridge=bridge, ipv6=netfilter.ipv6_tables_available(ctx)
-    )
-    for rule in netrules.plan_setup(settings, facts):
+                part["notes"].append(f"cannot ask Docker for its default bridge: {first_line(err)}")
+    for rule in netfilter.planned(ctx, bridge):
         present: Optional[bool] = None
         error: Optional[str] = None
         try:
-            proc = runner.run(rule.argv("-C", XTABLES_WAIT), check=False, timeout=COMMAND_TIMEOUT)
-            if proc.returncode == 0:
-                present = True
-            elif proc.returncode == 1:
-                present = False
-            else:
-                error = ((proc.stderr or proc.stdout or "").strip().splitlines() or [f"exit {proc.returncode}"])[0]
+            present = netfilter.is_present(ctx.runner, rule, wait=XTABLES_WAIT, timeout=COMMAND_TIMEOUT)
         except CommandError as err:
-            error = str(err)
+            error = first_line(err)
         part["rules"].append({"rule": str(rule), "purpose": rule.purpose, "present": present, "error": error})
     return part
 
@@ -415,22 +279,22 @@ def gather(ctx: HostContext) -> dict[str, Any]:
         "host_network": network,
     }
     code, summary = verdict(report)
-    report["exit_code"] = code
+    report["exit_code"] = int(code)
     report["summary"] = summary
     return report
 
 
 def verdict(report: dict[str, Any]) -> tuple[int, str]:
     if not report["docker"]["reachable"]:
-        return EXIT_UNKNOWN, "unknown: Docker does not answer"
+        return Exit.STATUS_UNKNOWN, "unknown: Docker does not answer"
     agent = report["agent"]
     if agent["running"] is None:
-        return EXIT_UNKNOWN, f"unknown: {agent['error']}"
+        return Exit.STATUS_UNKNOWN, f"unknown: {agent['error']}"
     if not agent["running"]:
-        return EXIT_NOT_RUNNING, "not running"
+        return Exit.STATUS_NOT_RUNNING, "not running"
     if not report["introspection"]["answering"]:
-        return EXIT_UNKNOWN, "running, but its introspection endpoint does not answer"
-    return EXIT_RUNNING, "running"
+        return Exit.STATUS_UNKNOWN, "running, but its introspection endpoint does not answer"
+    return Exit.OK, "running"
 
 
 def _yes_no(value: Optional[bool], yes: str = "yes", no: str = "NO") -> str:

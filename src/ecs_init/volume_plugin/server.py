@@ -27,8 +27,9 @@ import time
 from types import FrameType
 from typing import Any, Callable, Mapping, Sequence
 
-from ecs_init.core import logsetup
-from ecs_init.core.config import Config, Paths
+from ecs_init.core import logsetup, settings
+from ecs_init.core.config import Config
+from ecs_init.core.paths import Paths
 from ecs_init.volume_plugin import DEFAULT_SOCKET, LOG_FILE_NAME, PLUGIN_NAME, SOCKET_ENV
 from ecs_init.volume_plugin.connections import IDLE, IDLE_TIMEOUT, READING, WORKING, ConnectionTable
 from ecs_init.volume_plugin.drivers import VolumeError
@@ -444,7 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     environ = dict(os.environ)
     cfg = Config.load(environ)
     args = parse_args(argv, environ, cfg.paths)
-    logsetup.setup(log_file=args.log_file or None, level_name=cfg.setting("ECS_LOGLEVEL", "info"))
+    logsetup.setup(log_file=args.log_file or None, level_name=cfg.text(settings.LOGLEVEL))
     try:
         registry = build_registry(args.state, args.volumes_dir)
         sock = activated_socket(environ, os.getpid())

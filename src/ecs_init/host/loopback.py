@@ -1,4 +1,7 @@
-"""Loopback routing, IPv6 router advertisements, IPv6-only route (SPEC §6).
+"""pre-start/post-stop step: loopback routing and IPv6 router advertisements (SPEC §6, sysctl).
+
+``setup`` sets ``route_localnet=1`` and docker0's ``accept_ra=0``;
+``teardown`` sets ``route_localnet`` back to the kernel's default.
 
 Every change goes through ``ctx.runner`` (the ``sysctl`` and ``ip``
 binaries), never through this process's own ``/proc``, so a runner with an
@@ -11,25 +14,23 @@ import logging
 
 from ecs_init.core.context import HostContext
 from ecs_init.core.errors import CommandError
-from ecs_init.host.netrules import CREDENTIALS_IP, parse_loopback
+from ecs_init.host.netrules import parse_loopback
 
 log = logging.getLogger(__name__)
 
 ROUTE_LOCALNET = "net.ipv4.conf.all.route_localnet"
 ROUTE_LOCALNET_DEFAULT = "net.ipv4.conf.default.route_localnet"
 DOCKER0_ACCEPT_RA = "net.ipv6.conf.docker0.accept_ra"
-CREDENTIALS_ROUTE = f"{CREDENTIALS_IP}/32"
 
 _MISSING_KEY_HINTS = ("cannot stat", "unknown key")
-_ROUTE_EXISTS_HINTS = ("File exists",)
-_ROUTE_ABSENT_HINTS = ("No such process", "Cannot find device")
 
 
-def _output(proc_stdout: str | None, proc_stderr: str | None) -> str:
+def output(proc_stdout: str | None, proc_stderr: str | None) -> str:
+    """A command's error text (stderr, else stdout) on one line."""
     return ((proc_stderr or "").strip() or (proc_stdout or "").strip()).replace("\n", " | ")
 
 
-def _fail(argv: list[str], returncode: int, out: str) -> CommandError:
+def failed(argv: list[str], returncode: int, out: str) -> CommandError:
     return CommandError(f"{' '.join(argv)}: exit {returncode}: {out}")
 
 
@@ -47,26 +48,31 @@ def loopback_name(ctx: HostContext) -> str:
     return name
 
 
+def route_localnet(ctx: HostContext, timeout: float = 30) -> str:
+    """The current ``net.ipv4.conf.all.route_localnet`` (CommandError when sysctl cannot tell)."""
+    return ctx.runner.run(["sysctl", "-n", ROUTE_LOCALNET], check=True, timeout=timeout).stdout.strip()
+
+
 def _sysctl_write(ctx: HostContext, key: str, value: str) -> None:
     ctx.runner.run(["sysctl", "-w", f"{key}={value}"], check=True, timeout=30)
 
 
-def setup_sysctl(ctx: HostContext) -> None:
+def setup(ctx: HostContext) -> None:
     """route_localnet=1, docker0 accept_ra=0 (a missing docker0 key is fine)."""
     _sysctl_write(ctx, ROUTE_LOCALNET, "1")
     log.info("loopback routing enabled (%s=1)", ROUTE_LOCALNET)
     argv = ["sysctl", "-w", f"{DOCKER0_ACCEPT_RA}=0"]
     proc = ctx.runner.run(argv, check=False, timeout=30)
-    out = _output(proc.stdout, proc.stderr)
+    out = output(proc.stdout, proc.stderr)
     if proc.returncode == 0:
         log.info("IPv6 router advertisements disabled on docker0")
     elif any(hint in out for hint in _MISSING_KEY_HINTS):
         log.info("no %s on this host (no docker0 or no IPv6); nothing to disable", DOCKER0_ACCEPT_RA)
     else:
-        raise _fail(argv, proc.returncode, out)
+        raise failed(argv, proc.returncode, out)
 
 
-def teardown_sysctl(ctx: HostContext) -> None:
+def teardown(ctx: HostContext) -> None:
     """route_localnet back to the value of net.ipv4.conf.default.route_localnet."""
     argv = ["sysctl", "-n", ROUTE_LOCALNET_DEFAULT]
     proc = ctx.runner.run(argv, check=True, timeout=30)
@@ -75,41 +81,3 @@ def teardown_sysctl(ctx: HostContext) -> None:
         raise CommandError(f"{' '.join(argv)}: unexpected output {value!r}")
     _sysctl_write(ctx, ROUTE_LOCALNET, value)
     log.info("loopback routing restored (%s=%s)", ROUTE_LOCALNET, value)
-
-
-def has_ipv4_default_route(ctx: HostContext) -> bool:
-    proc = ctx.runner.run(["ip", "-4", "route", "show", "default"], check=True, timeout=30)
-    return bool(proc.stdout.strip())
-
-
-def _route_argv(op: str, loopback: str) -> list[str]:
-    return ["ip", "route", op, CREDENTIALS_ROUTE, "dev", loopback, "scope", "link"]
-
-
-def setup_ipv6_route(ctx: HostContext) -> None:
-    """IPv6-only host: add 169.254.170.2/32 dev lo scope link."""
-    if has_ipv4_default_route(ctx):
-        log.info("host has an IPv4 default route; no credentials route on the loopback needed")
-        return
-    argv = _route_argv("add", loopback_name(ctx))
-    proc = ctx.runner.run(argv, check=False, timeout=30)
-    out = _output(proc.stdout, proc.stderr)
-    if proc.returncode == 0:
-        log.info("IPv6-only host: added route %s", " ".join(argv[3:]))
-    elif any(hint in out for hint in _ROUTE_EXISTS_HINTS):
-        log.info("IPv6-only host: route %s already present", " ".join(argv[3:]))
-    else:
-        raise _fail(argv, proc.returncode, out)
-
-
-def teardown_ipv6_route(ctx: HostContext) -> None:
-    """Remove the IPv6-only route (whether or not the host is IPv6-only now)."""
-    argv = _route_argv("del", loopback_name(ctx))
-    proc = ctx.runner.run(argv, check=False, timeout=30)
-    out = _output(proc.stdout, proc.stderr)
-    if proc.returncode == 0:
-        log.info("removed route %s", " ".join(argv[3:]))
-    elif any(hint in out for hint in _ROUTE_ABSENT_HINTS):
-        log.debug("route %s not present", " ".join(argv[3:]))
-    else:
-        raise _fail(argv, proc.returncode, out)

@@ -20,6 +20,10 @@ from ecs_init.agent import hostfacts
 from ecs_init.agent.spec import EXTERNAL_CREDS_BIND, HostFacts, build_spec
 from ecs_init.core import settings as S
 from ecs_init.core.config import Config
+from ecs_init.core.context import HostContext
+from ecs_init.core.paths import Paths
+from ecs_init.core.platform import detect_platform
+from ecs_init.host import netfilter
 
 # The boolean rows of the settings table, by name (SPEC §3: which Go rule each switch follows).
 BOOLEAN_RULES = {s.name: s.kind for s in S.SETTINGS if s.kind in S.BOOLEAN_KINDS}
@@ -36,10 +40,7 @@ def read_bool(key: str, raw: str) -> tuple[bool, str | None]:
 
 def rules_disagree(key: str, raw: str) -> str | None:
     return S.rules_disagree(S.BY_NAME[key], raw)
-from ecs_init.core.context import HostContext
-from ecs_init.core.paths import Paths
-from ecs_init.core.platform import detect_platform
-from ecs_init.host import netfilter
+
 
 EXACT_KEYS = [
     "ECS_AGENT_RUN_PRIVILEGED",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ecs_init import AGENT_VERSION
-from ecs_init.agent.download import (
+from ecs_init.agent.sources import (
     PARTITIONS,
     artifact_key,
     dns_suffix,

@@ -96,7 +96,9 @@ def test_a_failing_step_names_itself(tmp_path: Any, monkeypatch: pytest.MonkeyPa
         raise CommandError("iptables: command not found")
 
     netfilter_setup = dict(engine.PRE_START)["netfilter rules"]
-    monkeypatch.setattr(engine, "step_function", lambda target: boom if target == netfilter_setup else (lambda _c: None))
+    monkeypatch.setattr(
+        engine, "step_function", lambda target: boom if target == netfilter_setup else (lambda _c: None)
+    )
     ctx = ctx_for(tmp_path)
     with pytest.raises(InitError, match="pre-start: netfilter rules failed: iptables: command not found") as err:
         engine.run_pre_start(ctx)

@@ -44,8 +44,9 @@ EVERYWHERE = {"docker", "requests", "urllib3", "http.server", "ecs_init.volume_p
 HTTP_CLIENTS = {"http.client", "ssl", "email", "email.parser", "urllib.request"}
 REPORTS = {"ecs_init.ops.status", "ecs_init.ops.check", "ecs_init.ops.render", "jsonschema"}
 HOST_PREP = {
-    "ecs_init.host.apparmor", "ecs_init.host.gpu", "ecs_init.host.nvml", "ecs_init.host.loopback", "ecs_init.host.ipv6_route",
-    "ecs_init.host.netfilter", "ecs_init.host.netrules", "ecs_init.agent.hostfacts",
+    "ecs_init.host.apparmor", "ecs_init.host.gpu", "ecs_init.host.nvml", "ecs_init.host.loopback",
+    "ecs_init.host.ipv6_route", "ecs_init.host.netfilter", "ecs_init.host.netrules", "ecs_init.host.ebs",
+    "ecs_init.agent.hostfacts",
 }  # fmt: skip
 AGENT = {
     "ecs_init.agent.supervisor", "ecs_init.agent.upgrade", "ecs_init.agent.cache", "ecs_init.agent.progress",

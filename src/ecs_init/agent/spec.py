@@ -147,7 +147,7 @@ def build_env(cfg: Config, facts: HostFacts, gpu_devices_appeared: Optional[bool
     env["CREDENTIALS_FETCHER_HOST_DIR"] = credentials_fetcher_socket(cfg)
     # 2. gMSA on a domain-joined host
     if gmsa_domain_joined(cfg, facts.realm_output):
-        env["ECS_DOMAIN_JOINED_LINUX_INSTANCE"] = "true"
+        env[S.DOMAIN_JOINED_LINUX_INSTANCE.name] = "true"
     # 3. the instance file, then the operator's file
     instance = dict(cfg.instance)
     if cfg.instance_flag(S.ENABLE_GPU_SUPPORT) and gpu_devices_appeared is False:

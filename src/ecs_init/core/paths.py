@@ -6,7 +6,9 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
-PREFIX_ENV = "ECS_INIT_PATH_PREFIX"
+from ecs_init.core import settings
+
+PREFIX_ENV = settings.PATH_PREFIX.name
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,8 @@ def test_check_fails_what_start_would_replace(tmp_path) -> None:  # type: ignore
     assert [c.status for c in check_config.check_settings(Config(paths=Paths(), environ={}))] == ["PASS"]
 
 
-def test_text_settings_blank_means_default_and_choices_are_case_blind() -> None:
+def test_text_settings_empty_means_default_and_choices_are_case_blind() -> None:
     cfg = Config(paths=Paths(), environ={"ECS_LOG_DRIVER": "", "ECS_LOGLEVEL": "DEBUG"})
     assert cfg.text(settings.LOG_DRIVER) == "json-file"
+    assert Config(paths=Paths(), environ={"ECS_LOG_DRIVER": " "}).text(settings.LOG_DRIVER) == " "  # as Go reads it
     assert cfg.text(settings.LOGLEVEL) == "DEBUG"

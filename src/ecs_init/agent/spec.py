@@ -179,7 +179,7 @@ def parse_labels(raw: str) -> tuple[dict[str, str], Optional[str]]:
         return {}, f"ECS_AGENT_LABELS is not valid JSON ({err}); starting the agent without labels"
     if not isinstance(value, dict):
         return {}, "ECS_AGENT_LABELS is not a JSON object of string to string; starting the agent without labels"
-    bad = sorted(k for k, v in value.items() if not isinstance(v, str))
+    bad = sorted(k.encode("unicode_escape").decode("ascii") for k, v in value.items() if not isinstance(v, str))
     if bad:
         return {}, (
             f"ECS_AGENT_LABELS is not a JSON object of string to string (the value of {', '.join(bad)} "

@@ -77,12 +77,13 @@ class Config:
     # ------------------------------------------------------------ typed accessors
 
     def text(self, setting: Setting) -> str:
-        """A text, URL, JSON or choice setting: its value, or the default when unset or blank."""
+        """A text, URL, JSON or choice setting: its value as written, or the default when unset or empty
+        (a choice that is none of its choices: the default, logged once)."""
         raw = self.raw(setting)
         self._warn_once(setting, settings.validate(setting, raw))
         if setting.choices and raw.strip().lower() not in setting.choices:
             return setting.default
-        return raw if raw.strip() else setting.default
+        return raw if raw != "" else setting.default
 
     def flag(self, setting: Setting) -> bool:
         """A boolean setting, read by its Go rule (SPEC §3); a doubtful value is logged once."""

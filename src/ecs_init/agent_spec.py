@@ -12,7 +12,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ecs_init.config import Config, Platform, parse_bool, version_tuple
+from ecs_init.apparmor_profile import container_profile
+from ecs_init.config import Config, Platform, bool_setting, version_tuple
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,6 @@ AGENT_IMAGE = "amazon/amazon-ecs-agent:latest"
 AGENT_REPOSITORY, AGENT_TAG = AGENT_IMAGE.rsplit(":", 1)
 
 DEFAULT_CREDENTIALS_FETCHER_SOCKET = "/var/credentials-fetcher/socket/credentials_fetcher.sock"
-DEFAULT_APPARMOR_PROFILE = "ecs-agent-default"
 DOCKER_SOCKET_TARGET = "/var/run/docker.sock"
 
 SUPPORTED_LOG_DRIVERS = ("awslogs", "fluentd", "gelf", "json-file", "journald", "logentries", "syslog", "splunk")
@@ -128,7 +128,7 @@ def build_env(cfg: Config, facts: HostFacts, gpu_devices_appeared: Optional[bool
     platform = facts.platform
     env = default_env(cfg, platform)
     # 1. certificates and the credentials-fetcher socket
-    if facts.is_dir(platform.certs_dir):
+    if platform.certs_dir and facts.is_dir(platform.certs_dir):
         env["SSL_CERT_DIR"] = platform.certs_dir
     env["CREDENTIALS_FETCHER_HOST_DIR"] = credentials_fetcher_socket(cfg)
     # 2. gMSA on a domain-joined host
@@ -136,7 +136,8 @@ def build_env(cfg: Config, facts: HostFacts, gpu_devices_appeared: Optional[bool
         env["ECS_DOMAIN_JOINED_LINUX_INSTANCE"] = "true"
     # 3. the instance file, then the operator's file
     instance = dict(cfg.instance)
-    if parse_bool(instance.get("ECS_ENABLE_GPU_SUPPORT", "")) and gpu_devices_appeared is False:
+    instance_gpu = bool_setting("ECS_ENABLE_GPU_SUPPORT", instance.get("ECS_ENABLE_GPU_SUPPORT", ""))
+    if instance_gpu and gpu_devices_appeared is False:
         log.warning(
             "ECS_ENABLE_GPU_SUPPORT=true in %s but no NVIDIA device appeared; dropping it", cfg.paths.instance_config
         )
@@ -193,7 +194,7 @@ def build_binds(cfg: Config, facts: HostFacts, env: dict[str, str]) -> list[str]
         f"{paths.log_dir}/exec:/log/exec",
         *FIXED_BINDS,
     ]
-    if facts.exists(platform.pki_dir):
+    if platform.pki_dir and facts.exists(platform.pki_dir):
         binds.append(f"{platform.pki_dir}:{platform.pki_dir}:ro")
     if facts.exists(NSENTER):
         binds.append(f"{NSENTER}:{NSENTER}")
@@ -208,7 +209,7 @@ def build_binds(cfg: Config, facts: HostFacts, env: dict[str, str]) -> list[str]
     exec_dir = paths.deps_dir + "/execute-command"
     if facts.is_dir(exec_dir):
         binds.append(f"{exec_dir}/config:/managed-agents/execute-command/config")
-    if parse_bool(env.get("ECS_ENABLE_GPU_SUPPORT", "")) and facts.gpu_devices:
+    if bool_setting("ECS_ENABLE_GPU_SUPPORT", env.get("ECS_ENABLE_GPU_SUPPORT", "")) and facts.gpu_devices:
         binds.append(f"{paths.gpu_dir}:{paths.gpu_dir}")
     if cfg.flag("ECS_GMSA_SUPPORTED"):
         socket = credentials_fetcher_socket(cfg)
@@ -265,7 +266,7 @@ def build_spec(cfg: Config, facts: HostFacts, gpu_devices_appeared: Optional[boo
     if cfg.flag("ECS_AGENT_PID_NAMESPACE_HOST"):
         host["PidMode"] = "host"
     if facts.apparmor_enabled:
-        profile = cfg.setting("ECS_AGENT_APPARMOR_PROFILE") or DEFAULT_APPARMOR_PROFILE
+        profile = container_profile(cfg.setting("ECS_AGENT_APPARMOR_PROFILE"))
         host["SecurityOpt"] = [f"apparmor:{profile}"]
     host["LogConfig"] = build_log_config(cfg, warnings)
     return ContainerSpec(
@@ -282,9 +283,9 @@ def build_spec(cfg: Config, facts: HostFacts, gpu_devices_appeared: Optional[boo
 def candidate_paths(cfg: Config, platform: Platform) -> tuple[str, ...]:
     """Every host path whose existence the spec depends on (for hostfacts)."""
     paths = cfg.paths
+    platform_dirs = tuple(d for d in (platform.certs_dir, platform.pki_dir) if d)
     return (
-        platform.certs_dir,
-        platform.pki_dir,
+        *platform_dirs,
         NSENTER,
         *MODINFO_CANDIDATES,
         CLOUD_INIT_RESULT,

@@ -1,64 +1,107 @@
-"""AppArmor profile for the agent (SPEC §8).
+"""AppArmor for the agent (SPEC §8): host support, and pre-start's profile.
 
-pre-start writes the profile to ``/etc/apparmor.d/<name>`` and loads it with
-``apparmor_parser -Kr`` when the host supports AppArmor: the kernel module is
-enabled and ``apparmor_parser`` is installed. The agent container then runs
-with ``SecurityOpt apparmor:<name>`` (the container spec asks
-``host_supports`` and ``profile_name``).
+When the host supports AppArmor, pre-start writes ``ecs-agent-default`` to
+``/etc/apparmor.d/ecs-agent-default`` and loads it with ``apparmor_parser
+-Kr``. That is the only profile this program ever writes or loads:
+``ECS_AGENT_APPARMOR_PROFILE`` chooses the profile the agent container runs
+under (``SecurityOpt apparmor:<name>``, see ``agent_spec``), and a profile
+an operator names there (``docker-default``, ``unconfined``, their own) is
+theirs and stays untouched.
+
+Support is the test the Go program uses (containerd's ``HostSupports``):
+``/sys/kernel/security/apparmor`` exists, the ``container`` environment
+variable is empty, ``/sbin/apparmor_parser`` exists, and
+``/sys/module/apparmor/parameters/enabled`` starts with ``Y``. The host
+paths resolve under ``ECS_INIT_PATH_PREFIX`` like every other path (tests).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
+from typing import Optional
 
 from ecs_init import apparmor_profile
 from ecs_init.context import HostContext
 from ecs_init.errors import CommandError, InitError
-from ecs_init.fsutil import atomic_write
+from ecs_init.fsutil import atomic_write, read_regular
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PROFILE = "ecs-agent-default"
+PROFILE_NAME = apparmor_profile.PROFILE_NAME
 PROFILE_ENV = "ECS_AGENT_APPARMOR_PROFILE"
 PARSER = "apparmor_parser"
 REAL_APPARMOR_DIR = "/etc/apparmor.d"
 LOAD_TIMEOUT = 120.0
 
+SECURITYFS_DIR = "/sys/kernel/security/apparmor"
+PARSER_PATH = "/sbin/apparmor_parser"
+ENABLED_FLAG = "/sys/module/apparmor/parameters/enabled"
+LOADED_PROFILES = "/sys/kernel/security/apparmor/profiles"
+CONTAINER_ENV = "container"
+MAX_FLAG_BYTES = 64
+MAX_PROFILES_BYTES = 4 * 1024 * 1024
 
-def module_enabled(sysfs_root: str = "/sys") -> bool:
-    """The kernel's AppArmor module reports itself enabled ("Y")."""
-    path = os.path.join(sysfs_root, "module", "apparmor", "parameters", "enabled")
+
+@dataclass(frozen=True)
+class Detection:
+    """What decides AppArmor support, as read from the host."""
+
+    securityfs: bool  # /sys/kernel/security/apparmor exists
+    container_env: str  # the "container" environment variable
+    parser: bool  # /sbin/apparmor_parser exists
+    enabled_flag: Optional[bytes]  # /sys/module/apparmor/parameters/enabled, None when unreadable
+
+
+def unsupported_reason(found: Detection) -> Optional[str]:
+    """Why the host does not support AppArmor, or None when it does (pure)."""
+    if not found.securityfs:
+        return f"{SECURITYFS_DIR} does not exist"
+    if found.container_env:
+        return f"running in a container ({CONTAINER_ENV}={found.container_env[:40]!r})"
+    if not found.parser:
+        return f"{PARSER_PATH} does not exist"
+    if found.enabled_flag is None:
+        return f"{ENABLED_FLAG} cannot be read"
+    if not found.enabled_flag.startswith(b"Y"):
+        return f"the AppArmor module is not enabled ({ENABLED_FLAG} is not Y)"
+    return None
+
+
+def detect(ctx: HostContext) -> Detection:
+    """Read the support facts (under the path prefix, if any)."""
+    host = ctx.paths.host
     try:
-        with open(path, encoding="ascii", errors="replace") as fh:
-            return fh.read(16).strip().startswith("Y")
+        flag: Optional[bytes] = read_regular(host(ENABLED_FLAG), MAX_FLAG_BYTES)
     except OSError:
-        return False
+        flag = None
+    return Detection(
+        securityfs=os.path.exists(host(SECURITYFS_DIR)),
+        container_env=ctx.cfg.environ.get(CONTAINER_ENV, ""),
+        parser=os.path.exists(host(PARSER_PATH)),
+        enabled_flag=flag,
+    )
 
 
-def host_supports(ctx: HostContext, sysfs_root: str = "/sys") -> bool:
-    """Module enabled and apparmor_parser present."""
-    return module_enabled(sysfs_root) and ctx.runner.which(PARSER) is not None
+def host_supports(ctx: HostContext) -> bool:
+    return unsupported_reason(detect(ctx)) is None
 
 
-def profile_name(ctx: HostContext) -> str:
-    return ctx.cfg.setting(PROFILE_ENV).strip() or DEFAULT_PROFILE
+def container_profile(ctx: HostContext) -> str:
+    """The profile the agent container runs under (never written by us unless it is ours)."""
+    return apparmor_profile.container_profile(ctx.cfg.setting(PROFILE_ENV))
 
 
 def profile_path(ctx: HostContext) -> str:
-    return os.path.join(ctx.paths.apparmor_dir, profile_name(ctx))
+    """Where pre-start writes ``ecs-agent-default``; nothing else is ever written."""
+    return os.path.join(ctx.paths.apparmor_dir, PROFILE_NAME)
 
 
 def render_for_host(ctx: HostContext) -> str:
     """The profile text with the includes that exist under the AppArmor dir."""
-    name = profile_name(ctx)
-    if not apparmor_profile.valid_name(name):
-        raise InitError(
-            f"{PROFILE_ENV}={name!r} is not a valid AppArmor profile name (letters, digits, '.', '_', '+', '-'; no '/')"
-        )
     base = ctx.paths.apparmor_dir
     return apparmor_profile.render(
-        name,
         include_tunables=os.path.isfile(os.path.join(base, apparmor_profile.TUNABLES_INCLUDE)),
         include_abstractions=os.path.isfile(os.path.join(base, apparmor_profile.ABSTRACTIONS_INCLUDE)),
     )
@@ -74,15 +117,26 @@ def load_argv(ctx: HostContext, path: str) -> list[str]:
     return argv + [path]
 
 
-def setup(ctx: HostContext, sysfs_root: str = "/sys") -> None:
-    """Write and load the profile when the host supports AppArmor."""
-    if not module_enabled(sysfs_root):
-        log.info("AppArmor is not enabled on this host; no agent profile")
+def loaded_profiles(ctx: HostContext) -> Optional[set[str]]:
+    """Names of the profiles the kernel has loaded, or None when unknown."""
+    try:
+        raw = read_regular(ctx.paths.host(LOADED_PROFILES), MAX_PROFILES_BYTES)
+    except OSError:
+        return None
+    names = set()
+    for line in raw.decode("utf-8", errors="replace").splitlines():
+        # "<name> (<mode>)"; a name may itself contain spaces
+        name, sep, _ = line.rstrip().rpartition(" (")
+        names.add(name if sep else line.strip())
+    return names
+
+
+def setup(ctx: HostContext) -> None:
+    """pre-start: write and load ``ecs-agent-default`` when the host supports AppArmor."""
+    reason = unsupported_reason(detect(ctx))
+    if reason is not None:
+        log.info("AppArmor is not supported on this host (%s); no agent profile", reason)
         return
-    if ctx.runner.which(PARSER) is None:
-        log.info("AppArmor is enabled but %s is not installed; no agent profile", PARSER)
-        return
-    name = profile_name(ctx)
     text = render_for_host(ctx)
     path = profile_path(ctx)
     try:
@@ -92,5 +146,27 @@ def setup(ctx: HostContext, sysfs_root: str = "/sys") -> None:
     try:
         ctx.runner.run(load_argv(ctx, path), timeout=LOAD_TIMEOUT)
     except CommandError as err:
-        raise InitError(f"cannot load AppArmor profile {name}: {err}") from err
-    log.info("AppArmor profile %s written to %s and loaded", name, path)
+        raise InitError(f"cannot load AppArmor profile {PROFILE_NAME}: {err}") from err
+    log.info("AppArmor profile %s written to %s and loaded", PROFILE_NAME, path)
+    chosen = container_profile(ctx)
+    if chosen != PROFILE_NAME:
+        _note_operator_profile(ctx, chosen)
+
+
+def _note_operator_profile(ctx: HostContext, chosen: str) -> None:
+    """The agent will run under an operator's profile: say so, and warn when it is not loaded."""
+    log.info(
+        "the agent container runs under AppArmor profile %r (%s); pre-start does not write or load it",
+        chosen,
+        PROFILE_ENV,
+    )
+    if chosen == "unconfined":
+        return
+    loaded = loaded_profiles(ctx)
+    if loaded is not None and chosen not in loaded:
+        log.warning(
+            "AppArmor profile %r (%s) is not loaded: Docker will refuse to start the agent container "
+            "until it is (apparmor_parser -r /etc/apparmor.d/<file>)",
+            chosen,
+            PROFILE_ENV,
+        )

@@ -1,90 +1,98 @@
 """The agent's AppArmor profile text (SPEC §8). Pure: no file or host access.
 
-The rules, in words:
+pre-start writes exactly one profile, ``ecs-agent-default``; its rules are
+SPEC §8's list, rule for rule (the agent is tested under exactly these, the
+same rules the Go ecs-init ships). ``ECS_AGENT_APPARMOR_PROFILE`` only picks
+the profile the agent container runs under (``container_profile``); a
+profile named there is never written or loaded by this program.
 
-- allow: network inet/inet6/netlink/unix, every capability, every file
-  operation, umount, signals received from unconfined processes and
-  exchanged within the profile, D-Bus on the system bus, ptrace within the
-  profile and with ``docker-default``;
-- deny: writes to files directly in /proc and to /proc subdirectories other
-  than the numeric per-process ones and ``sys``; writes to /proc/sys except
-  /proc/sys/kernel/shm*; any access to /proc/sysrq-trigger and /proc/kcore;
-  mount; writes under /sys except below /sys/fs/cgroup; any access to
-  /sys/firmware and /sys/kernel/security.
-
-Paths are spelt out (``/proc`` rather than ``@{PROC}``) so the profile parses
-whether or not ``tunables/global`` is included.
+The rules, in words: allow networking (inet, inet6, netlink, unix), every
+capability, every file operation, umount, signals from unconfined processes
+and within the profile, D-Bus on the system bus, ptrace within the profile
+and with ``docker-default``; deny writes directly in /proc, in /proc
+directories that are neither per-process nor ``sys``, in /proc/sys outside
+``/proc/sys/k*`` and in /proc/sys/kernel outside ``shm*`` (as the glob
+spells them: short and odd names slip through, as they do in Go); deny any
+access to /proc/sysrq-trigger and /proc/kcore; deny mount; deny writes,
+locks, links and exec under /sys outside /sys/fs/cg*; deny any access to
+/sys/firmware and /sys/kernel/security.
 """
 
 from __future__ import annotations
 
-import re
-
-# What the file name under /etc/apparmor.d and the profile name may be: no
-# path separators, no whitespace, nothing the policy language would read as
-# syntax.
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,254}$")
-
+PROFILE_NAME = "ecs-agent-default"
 TUNABLES_INCLUDE = "tunables/global"
 ABSTRACTIONS_INCLUDE = "abstractions/base"
-DOCKER_DEFAULT_PROFILE = "docker-default"
+# Without tunables/global, @{PROC} is defined by the profile itself.
+PROC_DEFINITION = "@{PROC}=/proc/"
+
+# The rules inside the profile block, in SPEC §8's order and spelling.
+RULES: tuple[str, ...] = (
+    "network inet,",
+    "network inet6,",
+    "network netlink,",
+    "network unix,",
+    "capability,",
+    "file,",
+    "umount,",
+    "signal (receive) peer=unconfined,",
+    f"signal (send,receive) peer={PROFILE_NAME},",
+    "dbus (send,receive) bus=system,",
+    "deny @{PROC}/* w,",
+    "deny @{PROC}/{[^1-9],[^1-9][^0-9],[^1-9s][^0-9y][^0-9s],[^1-9][^0-9][^0-9][^0-9/]*}/** w,",
+    "deny @{PROC}/sys/[^k]** w,",
+    "deny @{PROC}/sys/kernel/{?,??,[^s][^h][^m]**} w,",
+    "deny @{PROC}/sysrq-trigger rwklx,",
+    "deny @{PROC}/kcore rwklx,",
+    "deny mount,",
+    "deny /sys/[^f]*/** wklx,",
+    "deny /sys/f[^s]*/** wklx,",
+    "deny /sys/fs/[^c]*/** wklx,",
+    "deny /sys/fs/c[^g]*/** wklx,",
+    "deny /sys/fs/cg[^r]*/** wklx,",
+    "deny /sys/firmware/** rwklx,",
+    "deny /sys/kernel/security/** rwklx,",
+    f"ptrace (trace,read,tracedby,readby) peer={PROFILE_NAME},",
+    "ptrace (trace,read,tracedby,readby) peer=docker-default,",
+)
+
+# A comment above some rules (comments are free; the rules are not).
+_COMMENTS = {
+    "signal (receive) peer=unconfined,": "host (unconfined) processes may signal the agent",
+    "dbus (send,receive) bus=system,": "the agent sends D-Bus messages on the system bus",
+    "deny @{PROC}/* w,": "/proc: writes mostly limited to /proc/<pid> (docker-default's globs, as in Go)",
+    "deny @{PROC}/sysrq-trigger rwklx,": "no access at all to these",
+    "deny /sys/[^f]*/** wklx,": "/sys: no writes, locks, links or exec outside /sys/fs/cg*",
+    f"ptrace (trace,read,tracedby,readby) peer={PROFILE_NAME},": "ps and docker ps inside containers",
+}
 
 
-def valid_name(name: str) -> bool:
-    """True when ``name`` is safe as both a profile name and a file name."""
-    return bool(_NAME_RE.match(name)) and name not in (".", "..")
+def render(include_tunables: bool, include_abstractions: bool) -> str:
+    """The text of ``/etc/apparmor.d/ecs-agent-default``.
 
-
-def render(name: str, include_tunables: bool, include_abstractions: bool) -> str:
-    """The profile for ``name``; raises ValueError for an unsafe name."""
-    if not valid_name(name):
-        raise ValueError(f"invalid AppArmor profile name {name!r}")
-    head: list[str] = ["# Written by amazon-ecs-init for the ECS agent container. Changes are overwritten."]
-    if include_tunables:
-        head.append(f"#include <{TUNABLES_INCLUDE}>")
-    body: list[str] = []
+    ``include_tunables``/``include_abstractions``: whether
+    ``tunables/global`` and ``abstractions/base`` exist under the AppArmor
+    directory (an include of a missing file fails the whole load).
+    """
+    lines = ["# Written by amazon-ecs-init for the ECS agent container (SPEC §8). Changes are overwritten."]
+    lines.append(f"#include <{TUNABLES_INCLUDE}>" if include_tunables else PROC_DEFINITION)
+    lines += ["", f"profile {PROFILE_NAME} flags=(attach_disconnected,mediate_deleted) {{"]
     if include_abstractions:
-        body.append(f"#include <{ABSTRACTIONS_INCLUDE}>")
-        body.append("")
-    body += [
-        "# networking the agent needs (task ENIs, metadata, the Docker socket)",
-        "network inet,",
-        "network inet6,",
-        "network netlink,",
-        "network unix,",
-        "",
-        "capability,",
-        "file,",
-        "umount,",
-        "",
-        "# signals: from unconfined processes, and among processes of this profile",
-        "signal (receive) peer=unconfined,",
-        f"signal (send, receive) peer={name},",
-        "",
-        "dbus (send, receive) bus=system,",
-        "",
-        "# ptrace only within this profile and with the default container profile",
-        f"ptrace (trace, read, tracedby, readby) peer={name},",
-        f"ptrace (trace, read, tracedby, readby) peer={DOCKER_DEFAULT_PROFILE},",
-        "",
-        "# /proc: no writes outside the per-process directories and /proc/sys",
-        "deny /proc/* w,",
-        "deny /proc/{[^0-9s]*,s[^y]*,sy[^s]*,sys?*,s,sy}/** w,",
-        "# /proc/sys: read-only, except the System V shared memory knobs",
-        "deny /proc/sys/{[^k]**,k[^e]**,ke[^r]**,ker[^n]**,kern[^e]**,kerne[^l]**,kernel?**} w,",
-        "deny /proc/sys/kernel/{[^s]**,s[^h]**,sh[^m]**} w,",
-        "deny /proc/sysrq-trigger mrwklx,",
-        "deny /proc/kcore mrwklx,",
-        "",
-        "deny mount,",
-        "",
-        "# /sys: read-only except the cgroup hierarchy",
-        "deny /sys/{[^f]*,f[^s]*,fs?*}/** wkl,",
-        "deny /sys/fs/{[^c]*,c[^g]*,cg[^r]*,cgr[^o]*,cgro[^u]*,cgrou[^p]*,cgroup?*}/** wkl,",
-        "deny /sys/firmware/** mrwklx,",
-        "deny /sys/kernel/security/** mrwklx,",
-    ]
-    lines = head + ["", f"profile {name} flags=(attach_disconnected,mediate_deleted) {{"]
-    lines += [("  " + line) if line else "" for line in body]
+        lines += [f"  #include <{ABSTRACTIONS_INCLUDE}>", ""]
+    for rule in RULES:
+        comment = _COMMENTS.get(rule)
+        if comment:
+            lines.append(f"  # {comment}")
+        lines.append(f"  {rule}")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def container_profile(configured: str) -> str:
+    """The profile the agent container runs under (``SecurityOpt apparmor:<name>``).
+
+    ``ECS_AGENT_APPARMOR_PROFILE``, or ``ecs-agent-default`` when it is empty
+    or only whitespace (as the Go program decides); surrounding whitespace is
+    dropped. The one place both pre-start and the container spec ask.
+    """
+    return configured.strip() or PROFILE_NAME

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import re
 import time
 
 from ecs_init.agent_spec import AGENT_IMAGE
@@ -29,13 +30,25 @@ class Action(enum.Enum):
     NOTHING = "nothing"
 
 
+KNOWN_STATES = (STATE_UNCACHED, STATE_CACHED, STATE_RELOAD)
+_LEADING_NUMBER = re.compile(r"[ \t]*([0-9]+)")
+
+
 def parse_state(text: str) -> int:
-    """The state file's integer; anything unparsable or unknown is uncached."""
-    try:
-        value = int(text.strip())
-    except ValueError:
+    """The state file's integer, read as the Go program reads it (``fmt.Fscanf("%d")`` into a uint8).
+
+    Leading blanks, then the leading decimal digits (what follows them is
+    ignored); no digits, or a value over 255, cannot be parsed and counts as
+    uncached. Any other value is returned as it is, known or not: pre-start
+    refuses an unknown one (``decide``).
+    """
+    match = _LEADING_NUMBER.match(text)
+    if match is None:
         return STATE_UNCACHED
-    return value if value in (STATE_UNCACHED, STATE_CACHED, STATE_RELOAD) else STATE_UNCACHED
+    digits = match.group(1).lstrip("0") or "0"
+    if len(digits) > 3 or int(digits) > 255:
+        return STATE_UNCACHED
+    return int(digits)
 
 
 def read_state(paths: Paths) -> int:
@@ -51,13 +64,26 @@ def read_state(paths: Paths) -> int:
     return parse_state(raw.decode("ascii", errors="replace"))
 
 
+class UnknownCacheState(InitError):
+    """The state file holds an integer that is no known state (exit 255, as in Go)."""
+
+
 def decide(state: int, image_present: bool) -> Action:
-    """The pre-start decision table."""
+    """The pre-start decision table; an unknown state raises UnknownCacheState."""
     if state == STATE_UNCACHED:
         return Action.DOWNLOAD_AND_LOAD
     if state == STATE_RELOAD:
         return Action.LOAD
-    return Action.NOTHING if image_present else Action.LOAD
+    if state == STATE_CACHED:
+        return Action.NOTHING if image_present else Action.LOAD
+    raise UnknownCacheState(f"cache state {state} is not a known state (0 uncached, 1 cached, 2 reload needed)")
+
+
+def unknown_state_message(paths: Paths, state: int) -> str:
+    return (
+        f"the cache state file {paths.cache_state} holds {state}, which is not a known state "
+        "(0 uncached, 1 cached, 2 reload needed): run reload-cache, or write 2 to it to reload the cached tarball"
+    )
 
 
 def write_state(paths: Paths, state: int) -> None:
@@ -106,6 +132,8 @@ def ensure_image(ctx: HostContext) -> Action:
     """pre-start's image step: download/load as the cache state says."""
     paths = ctx.paths
     state = read_state(paths)
+    if state not in KNOWN_STATES:
+        raise UnknownCacheState(unknown_state_message(paths, state))
     present = ctx.docker.image_exists(AGENT_IMAGE) if state == STATE_CACHED else False
     action = decide(state, present)
     log.info("agent image: cache state %d, image present=%s: %s", state, present, action.value)

@@ -9,7 +9,9 @@ Severity policy:
   unparsable boolean becomes false, invalid ``ECS_AGENT_LABELS`` are
   dropped, an unsupported ``ECS_LOG_DRIVER`` becomes json-file, ...).
 - WARN: probably a mistake, but harmless to start (an unknown key may be a
-  setting of a newer agent; a missing tarball is downloaded by pre-start).
+  setting of a newer agent; a missing tarball is downloaded by pre-start; a
+  boolean spelled so that only one of SPEC §3's two rules takes it as true,
+  e.g. ``ECS_AGENT_RUN_PRIVILEGED=1``, which is off).
 - SKIP: the check does not apply now (e.g. the agent is not running), or a
   check it depends on failed.
 
@@ -33,7 +35,15 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from ecs_init import cache, redact
 from ecs_init.agent_spec import AGENT_IMAGE, AGENT_NAME, SUPPORTED_LOG_DRIVERS
-from ecs_init.config import MAX_CONFIG_BYTES, Config, parse_bool, read_platform, version_tuple
+from ecs_init.config import (
+    BOOLEAN_RULES,
+    MAX_CONFIG_BYTES,
+    Config,
+    parse_bool,
+    read_platform,
+    rules_disagree,
+    version_tuple,
+)
 from ecs_init.context import HostContext
 from ecs_init.errors import InitError
 from ecs_init.known_keys import BOOLEAN_KEYS, KNOWN_KEYS
@@ -182,6 +192,9 @@ def suggest_key(key: str) -> Optional[str]:
     upper = key.upper().lstrip("#").strip()
     if upper in KNOWN_KEYS:
         return upper
+    words = upper.split()
+    if len(words) > 1 and words[0] in KNOWN_KEYS:  # "KEY value": a space instead of '='
+        return words[0]
     matches = difflib.get_close_matches(upper, sorted(KNOWN_KEYS), n=1, cutoff=SUGGESTION_CUTOFF)
     return matches[0] if matches else None
 
@@ -191,15 +204,18 @@ def check_keys(entries: list[ConfigLine]) -> list[Check]:
     seen: dict[tuple[str, str], int] = {}
     for entry in entries:
         where = f"{entry.file}:{entry.line}"
-        details: dict[str, Any] = {"key": entry.key, "file": entry.file, "line": entry.line}
+        # a malformed key part that looks like a secret key (``KEY value`` with a space
+        # instead of '=') carries the value in the key: shown by its name only
+        shown = redact.display_key(entry.key)
+        details: dict[str, Any] = {"key": shown, "file": entry.file, "line": entry.line}
         first = seen.setdefault((entry.file, entry.key), entry.line)
         if first != entry.line:
             out.append(
                 Check(
                     "config.duplicate-key",
                     WARN,
-                    f"{entry.key} is set again at {where} (first at line {first}); the last one wins",
-                    f"keep one {entry.key} line",
+                    f"{shown} is set again at {where} (first at line {first}); the last one wins",
+                    f"keep one {shown} line",
                     details,
                 )
             )
@@ -208,36 +224,46 @@ def check_keys(entries: list[ConfigLine]) -> list[Check]:
         suggestion = suggest_key(entry.key)
         details["suggestion"] = suggestion
         if entry.key.startswith("#"):
-            hint = "ecs.config has no comments: this line sets a variable literally named " + repr(entry.key)
+            hint = "ecs.config has no comments: this line sets a variable literally named " + repr(shown)
             hint += f"; delete the line{' or remove the #' if suggestion else ''}"
+        elif shown != entry.key and suggestion:
+            hint = f"write {suggestion}=<value>, with '=' right after the key"
         elif suggestion:
             hint = f"did you mean {suggestion}?"
         else:
             hint = "check the spelling against the ECS agent's configuration documentation"
-        out.append(Check("config.unknown-key", WARN, f"unknown key {entry.key} at {where}", hint, details))
+        out.append(Check("config.unknown-key", WARN, f"unknown key {shown} at {where}", hint, details))
     if not any(c.name == "config.unknown-key" for c in out):
         out.insert(0, Check("config.keys", PASS, f"all {len({e.key for e in entries})} key(s) are known"))
     return out
 
 
 def check_booleans(entries: list[ConfigLine]) -> list[Check]:
+    """FAIL a boolean no rule can read; WARN a value only one of SPEC §3's two rules takes as true
+    (``ECS_AGENT_RUN_PRIVILEGED=1`` is off for ecs-init, as for the Go program)."""
     out = []
     count = 0
     for entry in entries:
-        if entry.key not in BOOLEAN_KEYS:
+        if entry.key not in BOOLEAN_KEYS and entry.key not in BOOLEAN_RULES:
             continue
         count += 1
+        where = f"{entry.file}:{entry.line}"
+        details = {"key": entry.key, "file": entry.file, "line": entry.line}
         if parse_bool(entry.value) is None:
             out.append(
                 Check(
                     "config.boolean",
                     FAIL,
-                    f"{entry.key}={entry.value!r} at {entry.file}:{entry.line} is not a boolean "
+                    f"{entry.key}={entry.value!r} at {where} is not a boolean "
                     "(ecs-init reads it as false, the agent uses its default)",
                     "use true or false",
-                    {"key": entry.key, "file": entry.file, "line": entry.line},
+                    details,
                 )
             )
+            continue
+        disagreement = rules_disagree(entry.key, entry.value)
+        if disagreement is not None:
+            out.append(Check("config.boolean", WARN, f"{disagreement} (at {where})", "write true or false", details))
     if not out:
         out.append(Check("config.boolean", PASS, f"{count} boolean setting(s) parse"))
     return out
@@ -389,7 +415,15 @@ def check_tarball(ctx: HostContext) -> Check:
     if AGENT_IMAGE not in tags:
         found = ", ".join(tags) or "no tags"
         return Check(name, FAIL, f"{tarball} does not contain {AGENT_IMAGE} (it has {found})", fresh, details)
-    state_name = {0: "uncached", 1: "cached", 2: "reload at next pre-start"}.get(state, str(state))
+    if state not in cache.KNOWN_STATES:
+        return Check(
+            name,
+            FAIL,
+            f"pre-start will fail: {cache.unknown_state_message(paths, state)}",
+            f"run amazon-ecs-init reload-cache, or write 2 to {paths.cache_state}",
+            details,
+        )
+    state_name = {0: "uncached", 1: "cached", 2: "reload at next pre-start"}[state]
     return Check(
         name,
         PASS,

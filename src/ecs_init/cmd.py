@@ -1,4 +1,10 @@
-"""The one adapter through which every external command runs."""
+"""The one adapter through which every external command runs.
+
+Every command runs with ``LC_ALL=C``: this program parses what sysctl, ip,
+iptables, apparmor_parser, realm and umount print (``cannot stat``, ``File
+exists``, ``not mounted``, ``realm-name``...), and a host whose locale
+translates those messages must not change what a step decides.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,17 @@ from typing import Mapping, Sequence
 from ecs_init.errors import CommandError
 
 log = logging.getLogger(__name__)
+
+
+# The locale of every command whose output or error text is parsed (SPEC §5).
+COMMAND_LOCALE = "C"
+
+
+def command_env(base: Mapping[str, str]) -> dict[str, str]:
+    """``base`` with ``LC_ALL=C`` (which also makes gettext ignore ``LANGUAGE``)."""
+    env = dict(base)
+    env["LC_ALL"] = COMMAND_LOCALE
+    return env
 
 
 class Runner:
@@ -44,7 +61,7 @@ class Runner:
                 text=True,
                 timeout=timeout,
                 input=input_text,
-                env=self.env if self.env is not None else os.environ.copy(),
+                env=command_env(self.env if self.env is not None else os.environ),
                 check=False,
             )
         except FileNotFoundError as err:

@@ -178,8 +178,8 @@ def read_env_file(path: str) -> dict[str, str]:
 
 # ---------------------------------------------------------------- booleans
 
-_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
-_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
 
 def parse_bool(value: str) -> bool | None:
@@ -189,6 +189,61 @@ def parse_bool(value: str) -> bool | None:
     if value in _FALSE:
         return False
     return None
+
+
+# The two rules the Go ecs-init uses for its switches (SPEC §3).
+EXACT_TRUE = "exactly true"  # only the string "true" is true; anything else, "1" and "True" included, is false
+PARSE_BOOL = "ParseBool"  # strconv.ParseBool; anything unparsable is logged and false
+
+# Which rule each boolean this program reads follows (one table: the
+# settings redesign absorbs it). A privileged agent or dropped capabilities
+# must never follow from a value the Go program would not accept.
+BOOLEAN_RULES: dict[str, str] = {
+    "ECS_AGENT_RUN_PRIVILEGED": EXACT_TRUE,
+    "ECS_EXTERNAL": EXACT_TRUE,
+    "ECS_GMSA_SUPPORTED": EXACT_TRUE,
+    "ECS_ENABLE_GPU_SUPPORT": EXACT_TRUE,
+    "ECS_DOMAIN_JOINED_LINUX_INSTANCE": EXACT_TRUE,
+    "ECS_SKIP_LOCALHOST_TRAFFIC_FILTER": PARSE_BOOL,
+    "ECS_ALLOW_OFFHOST_INTROSPECTION_ACCESS": PARSE_BOOL,
+    "ECS_AGENT_PID_NAMESPACE_HOST": PARSE_BOOL,
+}
+
+
+def read_bool(key: str, raw: str) -> tuple[bool, str | None]:
+    """``raw`` as ``key``'s rule reads it, and why it deserves a warning (or None).
+
+    Raises KeyError for a key that is not in BOOLEAN_RULES.
+    """
+    rule = BOOLEAN_RULES[key]
+    if rule == EXACT_TRUE:
+        if raw == "true" or raw == "" or raw in _FALSE:
+            return raw == "true", None
+        if raw in _TRUE:
+            return False, f"{key}={raw!r} is not exactly 'true', so it is off (only the word true turns it on)"
+        return False, f"{key}={raw!r} is not 'true', so it is off"
+    parsed = parse_bool(raw)
+    if parsed is None:
+        return False, (f"{key}={raw!r} is not a boolean; treating it as false" if raw else None)
+    return parsed, None
+
+
+def bool_setting(key: str, raw: str) -> bool:
+    """``raw`` read by ``key``'s rule (no logging: for values that are not settings lookups)."""
+    return read_bool(key, raw)[0]
+
+
+def rules_disagree(key: str, raw: str) -> str | None:
+    """For ``check``: a value only one of the two rules takes as true, with what it means here."""
+    rule = BOOLEAN_RULES.get(key)
+    if rule is None or raw == "true" or raw not in _TRUE:
+        return None
+    if rule == EXACT_TRUE:
+        return (
+            f"{key}={raw!r} is off for ecs-init, which turns this on only for the exact word true "
+            "(as the Go ecs-init does); other readers of ParseBool take it as true"
+        )
+    return f"{key}={raw!r} is on (read like Go's ParseBool), but ecs-init's other switches accept only the word true"
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
@@ -204,49 +259,96 @@ def version_tuple(version: str) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class Platform:
-    family: str  # "al2", "debian", "al1"
+    """One row of SPEC §3's platform table (the Go program's per-package build values)."""
+
+    family: str  # "al2", "al1", "debian" or "generic-rpm"
     cgroup_mountpoint: str
-    certs_dir: str
-    pki_dir: str
+    certs_dir: str  # "" for none: no SSL_CERT_DIR
+    pki_dir: str  # "" for none: no PKI bind
     detailed_os_family: str
 
 
-PLATFORM_ROWS = {
-    "al2": ("/sys/fs/cgroup", "/etc/pki/tls/certs", "/etc/pki"),
-    "debian": ("/sys/fs/cgroup", "/etc/ssl/certs", "/etc/ssl"),
-    "al1": ("/cgroup", "/etc/pki/tls/certs", "/etc/pki"),
+AL2 = "al2"  # Amazon Linux 2 and 2023: the Go Amazon Linux RPM
+AL1 = "al1"  # Amazon Linux 1 (upstart): the Go "unspecified" build
+DEBIAN = "debian"  # Debian, Ubuntu, SUSE, Chainguard and their ID_LIKE derivatives: the Go .deb build
+GENERIC_RPM = "generic-rpm"  # RHEL, Fedora, Rocky, Alma, CentOS, Oracle and any other system: the Go generic RPM
+
+PLATFORM_ROWS: dict[str, tuple[str, str, str]] = {
+    AL2: ("/sys/fs/cgroup", "/etc/pki/tls/certs", "/etc/pki"),
+    AL1: ("/cgroup", "/etc/pki/tls/certs", "/etc/pki"),
+    DEBIAN: ("/sys/fs/cgroup", "/etc/ssl/certs", "/etc/ssl"),
+    GENERIC_RPM: ("/sys/fs/cgroup", "", ""),
 }
 
-_DEBIAN_LIKE = {"debian", "ubuntu", "sles", "suse", "opensuse", "opensuse-leap", "opensuse-tumbleweed"}
+# os-release IDs (and ID_LIKE words) of the Debian-package row.
+_DEBIAN_IDS = frozenset(
+    {
+        "debian",
+        "ubuntu",
+        "suse",
+        "sles",
+        "sled",
+        "sle-micro",
+        "sl-micro",
+        "opensuse",
+        "opensuse-leap",
+        "opensuse-tumbleweed",
+        "opensuse-microos",
+        "chainguard",
+        "wolfi",
+    }
+)
+
+
+def _os_release_value(raw: str) -> str:
+    """A value as the Go program reads it: whitespace trimmed, then every leading/trailing quote."""
+    return raw.strip().strip("\"'")
 
 
 def parse_os_release(text: str) -> dict[str, str]:
+    """KEY=VALUE lines of os-release (blank lines and comments skipped; the last KEY wins)."""
     out: dict[str, str] = {}
     for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
         key, value = line.split("=", 1)
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        out[key.strip()] = value
+        out[key.strip()] = _os_release_value(value)
     return out
 
 
-def detect_platform(os_release: Mapping[str, str]) -> Platform:
+def platform_family(os_release: Mapping[str, str]) -> str:
+    """Which row of the platform table this os-release describes (pure).
+
+    ``ID`` decides first (Amazon Linux lists ``ID_LIKE="centos rhel fedora"``
+    and must stay Amazon Linux); then ``ID_LIKE`` makes derivatives of Debian,
+    Ubuntu or SUSE use the Debian row. Everything else, an unreadable
+    os-release included, is the generic RPM row: no host certificates are
+    handed to the agent (its image has its own).
+    """
     os_id = os_release.get("ID", "").lower()
+    if os_id == "amzn":
+        # Amazon Linux 1 is versioned by date (2011.09 ... 2018.03); 2 and 2023 are not
+        return AL1 if os_release.get("VERSION_ID", "").startswith("201") else AL2
+    if os_id in _DEBIAN_IDS or os_id.startswith("opensuse"):
+        return DEBIAN
+    like = os_release.get("ID_LIKE", "").lower().split()
+    if any(word in _DEBIAN_IDS for word in like):
+        return DEBIAN
+    return GENERIC_RPM
+
+
+def detailed_os_family(os_release: Mapping[str, str]) -> str:
+    """``ECS_DETAILED_OS_FAMILY``: ``<ID>_<VERSION_ID>`` as written, or ``linux`` when either is missing."""
+    os_id = os_release.get("ID", "")
     version = os_release.get("VERSION_ID", "")
-    like = set(os_release.get("ID_LIKE", "").lower().split())
-    if os_id == "amzn" and version not in ("2", "2023") and not version.startswith("2023"):
-        family = "al1" if version.startswith("201") else "al2"
-    elif os_id in _DEBIAN_LIKE or like & _DEBIAN_LIKE:
-        family = "debian"
-    else:
-        family = "al2"
-    detailed = f"{os_id}_{version}" if os_id and version else "linux"
+    return f"{os_id}_{version}" if os_id and version else "linux"
+
+
+def detect_platform(os_release: Mapping[str, str]) -> Platform:
+    family = platform_family(os_release)
     cgroup, certs, pki = PLATFORM_ROWS[family]
-    return Platform(family, cgroup, certs, pki, detailed)
+    return Platform(family, cgroup, certs, pki, detailed_os_family(os_release))
 
 
 def read_platform(paths: Paths) -> Platform:
@@ -274,6 +376,7 @@ class Config:
     environ: dict[str, str]
     instance: dict[str, str] = field(default_factory=dict)
     operator: dict[str, str] = field(default_factory=dict)
+    _warned: set[str] = field(default_factory=set, repr=False, compare=False)
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, paths: Paths | None = None) -> Config:
@@ -297,15 +400,16 @@ class Config:
             return self.environ[key]
         return self.merged.get(key, default)
 
-    def flag(self, key: str, default: bool = False) -> bool:
-        raw = self.setting(key, "")
-        if raw == "":
-            return default
-        parsed = parse_bool(raw)
-        if parsed is None:
-            log.warning("%s=%r is not a boolean; treating it as false", key, raw)
-            return False
-        return parsed
+    def flag(self, key: str) -> bool:
+        """A boolean setting, read by its rule in BOOLEAN_RULES (SPEC §3).
+
+        A doubtful value is logged once per Config as a warning.
+        """
+        value, problem = read_bool(key, self.setting(key, ""))
+        if problem is not None and key not in self._warned:
+            self._warned.add(key)
+            log.warning("%s", problem)
+        return value
 
     def number(self, key: str, default: float) -> float:
         raw = self.setting(key, "")

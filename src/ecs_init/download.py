@@ -95,34 +95,72 @@ def parse_md5(data: bytes) -> str:
 
 @dataclass(frozen=True)
 class Partition:
+    """An AWS partition: its name, the region of its agent bucket, its DNS suffix.
+
+    ``bucket_region`` is None for a partition without an agent bucket of its
+    own (the partition bucket is then looked for in us-east-1, as the Go
+    program does).
+    """
+
     name: str
-    bucket_region: str
+    region_pattern: re.Pattern[str]
     domain: str
+    bucket_region: str | None = None
 
 
-_PARTITIONS = (
-    # longest prefix first: us-isob- before us-iso-
-    ("us-isob-", Partition("aws-iso-b", "us-isob-east-1", "amazonaws.com")),
-    ("us-iso-", Partition("aws-iso", "us-iso-east-1", "amazonaws.com")),
-    ("us-gov-", Partition("aws-us-gov", "us-gov-west-1", "amazonaws.com")),
-    ("cn-", Partition("aws-cn", "cn-north-1", "amazonaws.com.cn")),
+# The partitions of the AWS SDK's partition table (awsrulesfn, as vendored by
+# the Go ecs-init), matched by region name in this order; the bucket regions
+# are the Go ecs-init's partitionBucketRegion table (SPEC §10).
+PARTITIONS: tuple[Partition, ...] = (
+    Partition("aws", re.compile(r"^(us|eu|ap|sa|ca|me|af|il|mx)-\w+-\d+$", re.ASCII), "amazonaws.com", "us-east-1"),
+    Partition("aws-cn", re.compile(r"^cn-\w+-\d+$", re.ASCII), "amazonaws.com.cn", "cn-north-1"),
+    Partition("aws-us-gov", re.compile(r"^us-gov-\w+-\d+$", re.ASCII), "amazonaws.com", "us-gov-west-1"),
+    Partition("aws-iso", re.compile(r"^us-iso-\w+-\d+$", re.ASCII), "c2s.ic.gov", "us-iso-east-1"),
+    Partition("aws-iso-b", re.compile(r"^us-isob-\w+-\d+$", re.ASCII), "sc2s.sgov.gov", "us-isob-east-1"),
+    Partition("aws-iso-e", re.compile(r"^eu-isoe-\w+-\d+$", re.ASCII), "cloud.adc-e.uk"),
+    Partition("aws-iso-f", re.compile(r"^us-isof-\w+-\d+$", re.ASCII), "csp.hci.ic.gov"),
+    Partition("aws-eusc", re.compile(r"^eusc-(de)-\w+-\d+$", re.ASCII), "amazonaws.eu"),
 )
-_AWS = Partition("aws", DEFAULT_REGION, "amazonaws.com")
+_AWS = PARTITIONS[0]
+
+
+def partition_of(region: str) -> Partition | None:
+    """The partition whose region pattern matches ``region``; None for an unknown region."""
+    for part in PARTITIONS:
+        if part.region_pattern.match(region):
+            return part
+    return None
 
 
 def partition_for(region: str) -> Partition:
-    for prefix, part in _PARTITIONS:
-        if region.startswith(prefix):
-            return part
-    return _AWS
+    """The partition of ``region``; an unknown region counts as ``aws`` (the SDK's fallback)."""
+    return partition_of(region) or _AWS
+
+
+def partition_bucket_region(region: str) -> str:
+    """Where the partition bucket is: the partition's bucket region, else us-east-1."""
+    part = partition_of(region)
+    if part is None or part.bucket_region is None:
+        return DEFAULT_REGION
+    return part.bucket_region
+
+
+def dns_suffix(region: str) -> str:
+    """The host-name suffix of S3 in ``region`` (e.g. c2s.ic.gov in us-iso-east-1)."""
+    return partition_for(region).domain
 
 
 def object_url(bucket: str, region: str, key: str, endpoint: str = "") -> str:
-    """Virtual-hosted S3 URL, or path-style under ``endpoint`` when set."""
+    """Virtual-hosted S3 URL, or path-style under ``endpoint`` when set.
+
+    The DNS suffix is the partition's of the bucket's ``region``: the
+    partition bucket and the regional bucket of a region in an isolated
+    partition both use that partition's suffix.
+    """
     quoted = urllib.parse.quote(key)
     if endpoint:
         return f"{endpoint.rstrip('/')}/{bucket}/{quoted}"
-    return f"https://{bucket}.s3.{region}.{partition_for(region).domain}/{quoted}"
+    return f"https://{bucket}.s3.{region}.{dns_suffix(region)}/{quoted}"
 
 
 @dataclass(frozen=True)
@@ -146,9 +184,8 @@ class Source:
 
 def sources(region: str, key: str, endpoint: str = "") -> list[Source]:
     """The partition bucket first, then the regional bucket."""
-    part = partition_for(region)
     return [
-        Source(BUCKET, part.bucket_region, key, endpoint),
+        Source(BUCKET, partition_bucket_region(region), key, endpoint),
         Source(f"{BUCKET}-{region}", region, key, endpoint),
     ]
 
@@ -413,6 +450,7 @@ def download_agent(
 
 
 __all__ = [
+    "PARTITIONS",
     "Partition",
     "Source",
     "artifact_key",
@@ -420,7 +458,10 @@ __all__ = [
     "md5_key",
     "object_url",
     "parse_md5",
+    "dns_suffix",
+    "partition_bucket_region",
     "partition_for",
+    "partition_of",
     "resolve_region",
     "sources",
 ]

@@ -8,7 +8,7 @@ from typing import Optional
 
 from ecs_init import apparmor, gpu
 from ecs_init.agent_spec import HostFacts, candidate_paths
-from ecs_init.config import parse_bool, read_platform
+from ecs_init.config import bool_setting, read_platform
 from ecs_init.context import HostContext
 from ecs_init.errors import CommandError
 
@@ -49,7 +49,7 @@ def gather(ctx: HostContext, docker_api_version: Optional[str] = None) -> HostFa
 
 def gpu_devices_appeared(ctx: HostContext, facts: HostFacts) -> Optional[bool]:
     """SPEC §3: an instance-file GPU flag needs devices within 10 checks 3 s apart."""
-    if not parse_bool(ctx.cfg.instance.get("ECS_ENABLE_GPU_SUPPORT", "")):
+    if not bool_setting("ECS_ENABLE_GPU_SUPPORT", ctx.cfg.instance.get("ECS_ENABLE_GPU_SUPPORT", "")):
         return None
     if facts.gpu_devices:
         return True

@@ -4,7 +4,9 @@
 agent's documented configuration table and configuration code, agent
 release 1.105.1, with the ecs-init keys the Go implementation reads).
 ``OWN_KEYS``: settings only this implementation reads. ``BOOLEAN_KEYS``:
-known keys whose value is parsed as a boolean (Go's ``strconv.ParseBool``).
+known keys whose value is a boolean (the agent parses them like Go's
+``strconv.ParseBool``; the rule ecs-init itself applies to the switches it
+reads is ``config.BOOLEAN_RULES``, where five of them are exactly-``true``).
 """
 
 from __future__ import annotations

@@ -1,50 +1,157 @@
-"""Secret redaction shared by logs, status, check and render (SPEC §11)."""
+"""Secret redaction shared by logs, status, check and render (SPEC §11).
+
+What is a secret: the value of ``ECS_ENGINE_AUTH_DATA`` and of every key
+whose name contains SECRET, TOKEN or PASSWORD (any case), also inside JSON
+values (``ECS_LOG_OPTS={"splunk-token": ...}``, labels); the password part
+of credentials in a URL (``http://user:<password>@proxy:3128``). Nothing
+else: ``ECS_ENGINE_AUTH_TYPE=docker`` is not a secret.
+
+Two ways to redact, so that redaction never alters text that is not a secret:
+
+- **by key** in structured output (the settings ``render`` and ``check``
+  show): the value of a secret key is replaced whatever it is, even ``true``.
+  A key part that itself looks like a secret key but is malformed (``KEY
+  value`` with a space instead of ``=`` lands the value in the key) is shown
+  as its name and ``<redacted>``.
+- **by value** in free text (log lines, report text): a secret value is
+  searched for only when it is specific enough not to be a common word
+  (``free_text_secret``): at least 8 characters, not a number, and not a
+  plain word (letters only, under 16 characters). A value like ``true``,
+  ``docker``, ``dockercfg`` or ``12345678`` is never blanked out of other
+  text; it is still redacted wherever it is shown by key.
+  URL credentials are redacted in free text wherever they appear.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from typing import Any, Iterable, Mapping
 
 REDACTED = "<redacted>"
-_SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "AUTH")
-_ALWAYS_SECRET = {"ECS_ENGINE_AUTH_DATA"}
+AUTH_DATA_KEY = "ECS_ENGINE_AUTH_DATA"
+_SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD")
+# The parts of a Docker auth entry (inside ECS_ENGINE_AUTH_DATA) that are credentials.
+_AUTH_ENTRY_SECRETS = ("auth", "password", "identitytoken", "registrytoken")
+_AUTH_ENTRY_RE = re.compile(r'"(?:' + "|".join(_AUTH_ENTRY_SECRETS) + r')"\s*:\s*"((?:[^"\\]|\\.)*)"', re.IGNORECASE)
+
+# Free-text rule: long and specific enough not to be a word, a number or a boolean.
+MIN_FREE_TEXT_SECRET = 8
+MIN_LETTERS_ONLY_SECRET = 16  # letters only and shorter: a plain word
+_ONLY_LETTERS = re.compile(r"[A-Za-z]+\Z")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
+
+# scheme://user:password@ -- the password is everything up to the last '@'
+# before the host (no whitespace, '/', '?' or '#'). Each part is bounded so
+# that hostile text costs linear time.
+_URL_CREDENTIALS = re.compile(
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]{0,31}://[^\s/?#:@]{0,256}:)(?P<password>[^\s/?#]{1,256})(?=@)"
+)
+_KEY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CLEAN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
 
 _lock = threading.Lock()
 _values: set[str] = set()
 
 
+# ---------------------------------------------------------------- what is secret
+
+
 def is_secret_key(key: str) -> bool:
+    """``ECS_ENGINE_AUTH_DATA``, or a name containing SECRET, TOKEN or PASSWORD (any case).
+
+    Also true for a malformed key part that contains such a name (``ECS_ENGINE_AUTH_DATA {...}``).
+    """
     upper = key.upper()
-    return upper in _ALWAYS_SECRET or any(word in upper for word in _SECRET_WORDS)
+    return AUTH_DATA_KEY in upper or any(word in upper for word in _SECRET_WORDS)
 
 
-def redact_env(env: Mapping[str, str]) -> dict[str, str]:
-    """A copy of ``env`` with every secret key's value replaced."""
-    return {k: (REDACTED if is_secret_key(k) and v else v) for k, v in env.items()}
+def free_text_secret(value: str) -> bool:
+    """Whether ``value`` is specific enough to be searched for in free text.
+
+    At least MIN_FREE_TEXT_SECRET characters, not a number, and not a plain
+    word (ASCII letters only and shorter than MIN_LETTERS_ONLY_SECRET);
+    booleans and short values fail the length test. Everything else is
+    searched for and replaced wherever it appears.
+    """
+    if len(value) < MIN_FREE_TEXT_SECRET or _NUMBER.match(value):
+        return False
+    return len(value) >= MIN_LETTERS_ONLY_SECRET or not _ONLY_LETTERS.match(value)
+
+
+def _auth_entry_secrets(text: str) -> list[str]:
+    """The credentials in Docker auth JSON (valid or not): auth, password, identitytoken, registrytoken."""
+    found = []
+    for match in _AUTH_ENTRY_RE.finditer(text):
+        raw = match.group(1)
+        try:
+            found.append(json.loads(f'"{raw}"'))
+        except ValueError:
+            found.append(raw)
+    return found
+
+
+def free_text_values(env: Mapping[str, str]) -> set[str]:
+    """Every secret value in ``env`` that free text is searched for (see the module rule)."""
+    out: set[str] = set()
+    for key, value in env.items():
+        candidates: list[str] = []
+        if is_secret_key(key):
+            candidates.append(value)
+            if not _CLEAN_KEY.match(key):
+                candidates.append(key)  # the credential is in the malformed key itself
+            if AUTH_DATA_KEY in key.upper():
+                candidates += _auth_entry_secrets(key + "=" + value)
+        candidates += _nested_secrets(_as_json_object(value))
+        for candidate in candidates:
+            for form in _text_forms(candidate.strip()):
+                if free_text_secret(form):
+                    out.add(form)
+    return out
+
+
+def _text_forms(value: str) -> set[str]:
+    """The value as it appears in plain text and inside JSON output (escaped)."""
+    forms = {value}
+    try:
+        forms.add(json.dumps(value)[1:-1])
+        forms.add(json.dumps(value, ensure_ascii=False)[1:-1])
+    except (ValueError, RecursionError):
+        pass
+    return forms
 
 
 def register_secrets(env: Mapping[str, str]) -> None:
-    """Remember secret values so that no log line can carry them."""
+    """Remember the secret values of ``env`` that no log line or report may carry."""
+    found = free_text_values(env)
     with _lock:
-        for key, value in env.items():
-            # Very short values would redact innocent text; they are not secrets worth the noise.
-            if is_secret_key(key) and len(value) >= 4:
-                _values.add(value)
-            # Secrets nested in JSON values (ECS_LOG_OPTS={"splunk-token": ...}, labels).
-            for nested in _nested_secrets(_as_json_object(value)):
-                if len(nested) >= 4:
-                    _values.add(nested)
+        _values.update(found)
+
+
+# ---------------------------------------------------------------- free text
+
+
+def redact_url_credentials(text: str) -> str:
+    """``scheme://user:password@host`` -> ``scheme://user:<redacted>@host``; other text unchanged."""
+    if "://" not in text:
+        return text
+    return _URL_CREDENTIALS.sub(lambda m: m.group("head") + REDACTED, text)
 
 
 def redact_text(text: str, extra: Iterable[str] = ()) -> str:
+    """Free text with registered secret values and URL credentials replaced.
+
+    ``extra`` values are searched for too, by the same free-text rule.
+    """
     with _lock:
-        values = sorted(set(_values) | set(extra), key=len, reverse=True)
-    for value in values:
-        if value and value in text:
+        values = set(_values)
+    values.update(v for v in extra if free_text_secret(v))
+    for value in sorted(values, key=len, reverse=True):
+        if value in text:
             text = text.replace(value, REDACTED)
-    return text
+    return redact_url_credentials(text)
 
 
 class RedactFilter(logging.Filter):
@@ -58,6 +165,9 @@ class RedactFilter(logging.Filter):
         record.msg = redact_text(message)
         record.args = None
         return True
+
+
+# ---------------------------------------------------------------- by key
 
 
 def _as_json_object(value: str) -> Any:
@@ -93,19 +203,33 @@ def _walk_secrets(doc: Any) -> list[str]:
 
 
 def redact_json(doc: Any) -> Any:
-    """A copy of a JSON document with the values of secret-named keys replaced (recursively)."""
+    """A copy of a JSON document with the values of secret-named keys replaced (recursively)
+    and URL credentials in other strings redacted."""
     if isinstance(doc, dict):
         return {
             k: (REDACTED if is_secret_key(str(k)) and v not in ("", None) else redact_json(v)) for k, v in doc.items()
         }
     if isinstance(doc, list):
         return [redact_json(item) for item in doc]
+    if isinstance(doc, str):
+        return redact_url_credentials(doc)
     return doc
 
 
+def display_key(key: str) -> str:
+    """A key for display: a malformed key part that looks like a secret key shows
+    only its first name (``ECS_ENGINE_AUTH_DATA <redacted>``); others as written
+    (URL credentials redacted)."""
+    if _CLEAN_KEY.match(key) or not is_secret_key(key):
+        return redact_url_credentials(key)
+    name = _KEY_NAME.search(key)
+    return f"{name.group(0)} {REDACTED}" if name else REDACTED
+
+
 def redact_value(key: str, value: str) -> str:
-    """One setting's value for display: redacted when the key is secret, or
-    with nested secrets redacted when it is a JSON object (compact JSON)."""
+    """One setting's value for display: redacted when the key is secret (whatever
+    the value: ``true`` too); else nested secrets of a JSON object and URL
+    credentials redacted."""
     if is_secret_key(key):
         return REDACTED if value else value
     doc = _as_json_object(value)
@@ -114,7 +238,12 @@ def redact_value(key: str, value: str) -> str:
             return json.dumps(redact_json(doc), separators=(",", ":"))
         except RecursionError:
             return REDACTED
-    return value
+    return redact_url_credentials(value)
+
+
+def redact_env(env: Mapping[str, str]) -> dict[str, str]:
+    """A copy of ``env`` for display: keys by ``display_key``, values by ``redact_value``."""
+    return {display_key(k): redact_value(k, v) for k, v in env.items()}
 
 
 def redact_env_entries(entries: Iterable[str]) -> list[str]:
@@ -122,5 +251,5 @@ def redact_env_entries(entries: Iterable[str]) -> list[str]:
     out = []
     for entry in entries:
         key, sep, value = entry.partition("=")
-        out.append(f"{key}={redact_value(key, value)}" if sep else entry)
+        out.append(f"{display_key(key)}={redact_value(key, value)}" if sep else display_key(entry))
     return out

@@ -9,9 +9,9 @@ instance file enables GPU support and no NVIDIA device exists yet, ``start``
 would wait up to 30 s for one; ``render`` does not wait and shows the
 config without it.
 
-Secrets (``ECS_ENGINE_AUTH_DATA`` and any key containing SECRET, TOKEN,
-PASSWORD or AUTH, in the environment, labels and log options) are redacted
-unless ``--show-secrets`` is given.
+Secrets (``ECS_ENGINE_AUTH_DATA`` and any key containing SECRET, TOKEN or
+PASSWORD, in the environment, labels and log options, and URL credentials)
+are redacted by key unless ``--show-secrets`` is given (see ``redact``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any, Optional, Sequence
 
 from ecs_init import hostfacts, redact
 from ecs_init.agent_spec import build_spec
-from ecs_init.config import parse_bool, version_tuple
+from ecs_init.config import bool_setting, version_tuple
 from ecs_init.context import HostContext
 from ecs_init.docker_client import PREFERRED_MAX_API
 from ecs_init.errors import InitError, UsageError
@@ -65,7 +65,7 @@ def render(ctx: HostContext, api_version: Optional[str] = None, show_secrets: bo
         )
     facts = hostfacts.gather(offline, docker_api_version=api)
     appeared: Optional[bool] = None
-    if parse_bool(cfg.instance.get("ECS_ENABLE_GPU_SUPPORT", "")):
+    if bool_setting("ECS_ENABLE_GPU_SUPPORT", cfg.instance.get("ECS_ENABLE_GPU_SUPPORT", "")):
         appeared = facts.gpu_devices
         if not appeared:
             notes.append(

@@ -358,7 +358,7 @@ def cache_part(ctx: HostContext) -> dict[str, Any]:
         pass
     return {
         "state": state,
-        "state_name": CACHE_STATE_NAMES.get(state, "uncached"),
+        "state_name": CACHE_STATE_NAMES.get(state, "unknown"),
         "tarball": paths.cache_tarball,
         "tarball_present": size is not None,
         "tarball_bytes": size,

@@ -128,6 +128,31 @@ def test_reload_cache_missing_tarball_is_one_clear_line(prefix: str, docker_lock
     assert len([x for x in result.stderr.splitlines() if x.startswith("level=error")]) == 1
 
 
+def test_unknown_cache_state_fails_pre_start_but_reload_cache_loads(
+    prefix: str, standin_dir: str, docker_lock: None, netns: str
+) -> None:
+    """SPEC §4 (Go reference: engine.PreStart's 'could not handle cache state'): state 3 is
+    exit 255 with one line, nothing downloaded or loaded; reload-cache still loads."""
+    v1 = os.path.join(standin_dir, "ecs-agent-v1.tar")
+    install_tarball(prefix, v1, state="3")
+    remove_agent_image()
+    result = run_cli(
+        prefix, "pre-start", netns=netns, ECS_INIT_S3_ENDPOINT="http://127.0.0.1:9", ECS_LOGLEVEL="info"
+    )
+    assert result.returncode == 255, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("level=error")]
+    assert len(errors) == 1 and "holds 3, which is not a known state" in errors[0], result.stderr
+    assert image_id() is None
+    assert _state(prefix) == "3"
+    assert run_cli(prefix, "post-stop", netns=netns).returncode == 0
+
+    result = run_cli(prefix, "reload-cache")
+    assert result.returncode == 0, result.stderr
+    assert image_id() == tarball_image_id(v1)
+    assert _state(prefix) == "1"
+
+
 # ------------------------------------------------------------------ the container
 
 

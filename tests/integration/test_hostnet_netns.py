@@ -357,3 +357,28 @@ def test_cli_pre_start_and_post_stop_in_namespace(env: dict[str, str], standin_d
         assert proc.returncode == 0, proc.stdout + proc.stderr
         _assert_clean(t)
         assert t.connect(t.peer, INSTANCE_V4, 51678) == "ok 51678"
+
+
+# ---------------------------------------------------------------- locale
+
+
+def test_pre_start_and_post_stop_under_a_german_locale(env: dict[str, str]) -> None:
+    """A translated sysctl must not break the 'missing docker0 key' decision (commands run with LC_ALL=C).
+
+    A fresh namespace has no docker0, so pre-start meets sysctl's 'cannot
+    stat' error, which the German translation spells differently.
+    """
+    german = {**env, "LANG": "C.UTF-8", "LANGUAGE": "de"}
+    with Topology() as t:
+        probe = t.ex(
+            t.instance,
+            ["sysctl", "-w", "net.ipv6.conf.docker0.accept_ra=0"],
+            check=False,
+            env={k: v for k, v in {**os.environ, **german}.items() if k != "LC_ALL"},
+        )
+        if "cannot stat" in probe.stderr:
+            pytest.skip("procps German messages are not installed")
+        t.steps("pre-start", german)
+        assert t.sysctl(t.instance, ROUTE_LOCALNET) == "1"
+        t.steps("post-stop", german)
+        _assert_clean(t)

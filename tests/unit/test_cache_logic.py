@@ -6,12 +6,16 @@ import pytest
 
 from ecs_init.cache import (
     Action,
+    UnknownCacheState,
     decide,
+    ensure_image,
     parse_state,
     read_state,
     write_state,
 )
-from ecs_init.config import Paths
+from ecs_init.config import Config, Paths
+from ecs_init.context import HostContext
+from ecs_init.errors import EXIT_FAILURE
 
 
 @pytest.mark.parametrize(
@@ -29,9 +33,65 @@ def test_decision_table(state: int, present: bool, action: Action) -> None:
     assert decide(state, present) is action
 
 
-@pytest.mark.parametrize("text,value", [("1", 1), ("2\n", 2), (" 0 ", 0), ("3", 0), ("x", 0), ("", 0), ("-1", 0)])
-def test_parse_state(text: str, value: int) -> None:
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ("1", 1),
+        ("2\n", 2),
+        (" 0 ", 0),
+        ("\t1", 1),
+        ("3", 3),
+        ("42\n", 42),
+        ("255", 255),
+        ("0001", 1),
+        ("1abc", 1),
+        ("2 3", 2),
+        ("256", 0),
+        ("99999999999999999999999", 0),
+        ("x", 0),
+        ("", 0),
+        ("-1", 0),
+        ("+1", 0),
+        ("\n1", 0),
+        ("１", 0),
+    ],
+)
+def test_parse_state_like_go_fscanf_into_uint8(text: str, value: int) -> None:
+    """Go reference (cache.AgentCacheStatus): fmt.Fscanf(file, "%d", &status) with a uint8 status;
+    a parse error is uncached, any integer that parses is kept (known or not)."""
     assert parse_state(text) == value
+
+
+@pytest.mark.parametrize("state", [3, 4, 42, 255])
+def test_unknown_state_is_refused(state: int) -> None:
+    """Go reference (engine.PreStart): an unhandled cache state is an error, not a download."""
+    for present in (True, False):
+        with pytest.raises(UnknownCacheState) as err:
+            decide(state, present)
+        assert err.value.exit_code == EXIT_FAILURE
+        assert str(state) in str(err.value) and "\n" not in str(err.value)
+
+
+class _NoDocker:
+    def __call__(self) -> object:
+        raise AssertionError("an unknown cache state must fail before Docker is asked anything")
+
+
+def test_pre_start_image_step_fails_on_unknown_state_without_downloading(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    paths = _paths(tmp_path)
+    with open(paths.cache_tarball, "wb") as fh:
+        fh.write(b"x")
+    with open(paths.cache_state, "w") as fh:
+        fh.write("3\n")
+    ctx = HostContext(cfg=Config(paths=paths, environ={}), docker_factory=_NoDocker())  # type: ignore[arg-type]
+    with pytest.raises(UnknownCacheState) as err:
+        ensure_image(ctx)
+    message = str(err.value)
+    assert paths.cache_state in message and "holds 3" in message and "reload-cache" in message
+    assert "\n" not in message
+    with open(paths.cache_state) as fh:
+        assert fh.read() == "3\n"  # untouched
+    assert sorted(os.listdir(paths.cache_dir)) == ["ecs-agent.tar", "state"]  # nothing downloaded
 
 
 def _paths(tmp_path) -> Paths:  # type: ignore[no-untyped-def]

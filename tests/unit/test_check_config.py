@@ -154,6 +154,24 @@ def test_go_booleans_parse(tmp_path, value: str) -> None:  # type: ignore[no-unt
     assert [(c.name, c.status) for c in check.check_booleans(_entries(cfg))] == [("config.boolean", "PASS")]
 
 
+@pytest.mark.parametrize("value", ["1", "True", "TRUE", "t", "T"])
+def test_privileged_spelled_other_than_true_warns(tmp_path, value: str) -> None:  # type: ignore[no-untyped-def]
+    """SPEC §3: ECS_AGENT_RUN_PRIVILEGED=1 is off (as in Go); check says so."""
+    cfg = _cfg(tmp_path, operator=f"ECS_CLUSTER=c\nECS_AGENT_RUN_PRIVILEGED={value}\n")
+    results = check.check_booleans(_entries(cfg))
+    assert [(c.name, c.status, c.details["key"], c.details["line"]) for c in results] == [
+        ("config.boolean", "WARN", "ECS_AGENT_RUN_PRIVILEGED", 2)
+    ]
+    assert "is off" in results[0].reason and repr(value) in results[0].reason
+
+
+def test_parse_bool_switch_spelled_1_warns_but_is_on(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cfg = _cfg(tmp_path, operator="ECS_SKIP_LOCALHOST_TRAFFIC_FILTER=1\nECS_EXTERNAL=0\nECS_GMSA_SUPPORTED=true\n")
+    results = check.check_booleans(_entries(cfg))
+    assert [(c.status, c.details["key"]) for c in results] == [("WARN", "ECS_SKIP_LOCALHOST_TRAFFIC_FILTER")]
+    assert "is on" in results[0].reason
+
+
 def test_unparsable_booleans_fail(tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = _cfg(tmp_path, operator="ECS_CLUSTER=yes\nECS_ENABLE_TASK_ENI=yes\nECS_AGENT_RUN_PRIVILEGED=on\n")
     results = check.check_booleans(_entries(cfg))
@@ -288,6 +306,19 @@ def test_tarball_check(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert corrupt.status == "FAIL" and paths.cache_state in corrupt.hint
     open(paths.cache_tarball, "wb").close()
     assert check.check_tarball(ctx).status == "WARN"
+
+
+def test_tarball_check_fails_an_unknown_cache_state(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """SPEC §4: state 3 fails pre-start; check says so before it happens."""
+    ctx = _ctx(tmp_path)
+    paths = ctx.paths
+    _archive(paths.cache_tarball, ["amazon/amazon-ecs-agent:latest"])
+    with open(paths.cache_state, "w") as fh:
+        fh.write("3\n")
+    result = check.check_tarball(ctx)
+    assert result.status == "FAIL" and result.details["state"] == 3
+    assert "pre-start will fail" in result.reason and "holds 3" in result.reason
+    assert "reload-cache" in result.hint
 
 
 # ---------------------------------------------------------------- disk and report

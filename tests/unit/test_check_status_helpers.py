@@ -112,6 +112,9 @@ def test_cache_part(tmp_path) -> None:  # type: ignore[no-untyped-def]
         10,
         "ecs-agent-v2.tar",
     )
+    (tmp_path / "var/cache/ecs/state").write_text("3")
+    part = status.cache_part(ctx)
+    assert (part["state"], part["state_name"]) == (3, "unknown")
 
 
 def test_metadata_that_does_not_answer_says_so() -> None:

@@ -7,10 +7,8 @@ import pytest
 from ecs_init.config import (
     Config,
     Paths,
-    detect_platform,
     parse_bool,
     parse_env_text,
-    parse_os_release,
     read_env_file,
     version_tuple,
 )
@@ -88,32 +86,10 @@ def test_parse_bool_invalid(value: str) -> None:
 
 
 def test_flag_unparsable_is_false_and_logged(caplog) -> None:  # type: ignore[no-untyped-def]
-    cfg = Config(paths=Paths(), environ={"X": "yes"})
-    assert cfg.flag("X") is False
+    cfg = Config(paths=Paths(), environ={"ECS_SKIP_LOCALHOST_TRAFFIC_FILTER": "yes"})
+    assert cfg.flag("ECS_SKIP_LOCALHOST_TRAFFIC_FILTER") is False
     assert "not a boolean" in caplog.text
-    assert cfg.flag("MISSING", default=True) is True
-
-
-@pytest.mark.parametrize(
-    "release,family,detailed,certs",
-    [
-        ('ID="amzn"\nVERSION_ID="2"\n', "al2", "amzn_2", "/etc/pki/tls/certs"),
-        ('ID="amzn"\nVERSION_ID="2023"\n', "al2", "amzn_2023", "/etc/pki/tls/certs"),
-        ('ID="amzn"\nVERSION_ID="2018.03"\n', "al1", "amzn_2018.03", "/etc/pki/tls/certs"),
-        ('ID=debian\nVERSION_ID="12"\n', "debian", "debian_12", "/etc/ssl/certs"),
-        ('ID=ubuntu\nVERSION_ID="22.04"\nID_LIKE=debian\n', "debian", "ubuntu_22.04", "/etc/ssl/certs"),
-        ('ID="sles"\nVERSION_ID="15.4"\n', "debian", "sles_15.4", "/etc/ssl/certs"),
-        ('ID="rhel"\nVERSION_ID="9.3"\nID_LIKE="fedora"\n', "al2", "rhel_9.3", "/etc/pki/tls/certs"),
-        ("", "al2", "linux", "/etc/pki/tls/certs"),
-    ],
-)
-def test_platform_table(release: str, family: str, detailed: str, certs: str) -> None:
-    platform = detect_platform(parse_os_release(release))
-    assert platform.family == family
-    assert platform.detailed_os_family == detailed
-    assert platform.certs_dir == certs
-    assert platform.cgroup_mountpoint == ("/cgroup" if family == "al1" else "/sys/fs/cgroup")
-    assert platform.pki_dir == ("/etc/ssl" if family == "debian" else "/etc/pki")
+    assert cfg.flag("ECS_ALLOW_OFFHOST_INTROSPECTION_ACCESS") is False  # unset
 
 
 def test_version_tuple() -> None:

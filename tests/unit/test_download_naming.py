@@ -6,11 +6,15 @@ import pytest
 
 from ecs_init import AGENT_VERSION
 from ecs_init.download import (
+    PARTITIONS,
     artifact_key,
+    dns_suffix,
     md5_key,
     object_url,
     parse_md5,
+    partition_bucket_region,
     partition_for,
+    partition_of,
     sources,
 )
 from ecs_init.errors import InitError
@@ -43,28 +47,80 @@ def test_unknown_arch_is_an_error(machine: str) -> None:
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize(
-    "region,name,bucket_region",
-    [
-        ("us-east-1", "aws", "us-east-1"),
-        ("eu-west-1", "aws", "us-east-1"),
-        ("ap-southeast-2", "aws", "us-east-1"),
-        ("cn-north-1", "aws-cn", "cn-north-1"),
-        ("cn-northwest-1", "aws-cn", "cn-north-1"),
-        ("us-gov-east-1", "aws-us-gov", "us-gov-west-1"),
-        ("us-gov-west-1", "aws-us-gov", "us-gov-west-1"),
-        ("us-iso-east-1", "aws-iso", "us-iso-east-1"),
-        ("us-iso-west-1", "aws-iso", "us-iso-east-1"),
-        ("us-isob-east-1", "aws-iso-b", "us-isob-east-1"),
-        ("xx-unknown-9", "aws", "us-east-1"),
-    ],
-)
-def test_partition_table(region: str, name: str, bucket_region: str) -> None:
-    part = partition_for(region)
-    assert (part.name, part.bucket_region) == (name, bucket_region)
-
-
 KEY = "ecs-agent-v1.105.1.tar"
+
+
+# One region of every partition (SPEC §10; Go reference: awsrulesfn's partition
+# table and config.partitionBucketRegion): partition, partition-bucket region,
+# DNS suffix of both buckets' URLs.
+EVERY_PARTITION = [
+    ("us-east-1", "aws", "us-east-1", "amazonaws.com"),
+    ("eu-west-1", "aws", "us-east-1", "amazonaws.com"),
+    ("ap-southeast-2", "aws", "us-east-1", "amazonaws.com"),
+    ("sa-east-1", "aws", "us-east-1", "amazonaws.com"),
+    ("ca-central-1", "aws", "us-east-1", "amazonaws.com"),
+    ("me-south-1", "aws", "us-east-1", "amazonaws.com"),
+    ("af-south-1", "aws", "us-east-1", "amazonaws.com"),
+    ("il-central-1", "aws", "us-east-1", "amazonaws.com"),
+    ("mx-central-1", "aws", "us-east-1", "amazonaws.com"),
+    ("cn-north-1", "aws-cn", "cn-north-1", "amazonaws.com.cn"),
+    ("cn-northwest-1", "aws-cn", "cn-north-1", "amazonaws.com.cn"),
+    ("us-gov-east-1", "aws-us-gov", "us-gov-west-1", "amazonaws.com"),
+    ("us-gov-west-1", "aws-us-gov", "us-gov-west-1", "amazonaws.com"),
+    ("us-iso-east-1", "aws-iso", "us-iso-east-1", "c2s.ic.gov"),
+    ("us-iso-west-1", "aws-iso", "us-iso-east-1", "c2s.ic.gov"),
+    ("us-isob-east-1", "aws-iso-b", "us-isob-east-1", "sc2s.sgov.gov"),
+    ("eu-isoe-west-1", "aws-iso-e", None, "cloud.adc-e.uk"),
+    ("us-isof-south-1", "aws-iso-f", None, "csp.hci.ic.gov"),
+    ("us-isof-east-1", "aws-iso-f", None, "csp.hci.ic.gov"),
+    ("eusc-de-east-1", "aws-eusc", None, "amazonaws.eu"),
+]
+
+
+@pytest.mark.parametrize("region,name,bucket_region,suffix", EVERY_PARTITION)
+def test_partition_of_every_partition(region: str, name: str, bucket_region: str | None, suffix: str) -> None:
+    part = partition_of(region)
+    assert part is not None
+    assert (part.name, part.bucket_region, part.domain) == (name, bucket_region, suffix)
+    assert dns_suffix(region) == suffix
+
+
+def test_every_partition_is_covered() -> None:
+    assert {name for _, name, _, _ in EVERY_PARTITION} == {p.name for p in PARTITIONS}
+    assert len(PARTITIONS) == 8
+
+
+@pytest.mark.parametrize("region,name,bucket_region,suffix", EVERY_PARTITION)
+def test_sources_of_every_partition(region: str, name: str, bucket_region: str | None, suffix: str) -> None:
+    """The partition bucket (in the partition's bucket region, else us-east-1), then the regional bucket."""
+    partition_bucket, regional = sources(region, KEY)
+    if bucket_region is not None:
+        assert partition_bucket.region == bucket_region
+        # both buckets of a partition with its own bucket use its DNS suffix
+        assert partition_bucket.url == f"https://amazon-ecs-agent.s3.{bucket_region}.{suffix}/{KEY}"
+    else:
+        # no agent bucket of its own: the Go program looks in us-east-1 (an amazonaws.com host)
+        assert partition_bucket.region == "us-east-1"
+        assert partition_bucket.url == f"https://amazon-ecs-agent.s3.us-east-1.amazonaws.com/{KEY}"
+    assert regional.bucket == f"amazon-ecs-agent-{region}"
+    assert regional.region == region
+    assert regional.url == f"https://amazon-ecs-agent-{region}.s3.{region}.{suffix}/{KEY}"
+    assert regional.md5_url == regional.url + ".md5"
+
+
+def test_isolated_partitions_never_use_amazonaws_com_for_their_regional_bucket() -> None:
+    """Issue 13: aws-iso, -iso-b, -iso-e, -iso-f and aws-eusc used amazonaws.com everywhere."""
+    for region in ("us-iso-east-1", "us-isob-east-1", "eu-isoe-west-1", "us-isof-south-1", "eusc-de-east-1"):
+        assert ".amazonaws.com/" not in sources(region, KEY)[1].url, region
+
+
+@pytest.mark.parametrize("region", ["xx-unknown-9", "us-east", "useast1", "us-gov-x", "eusc-fr-east-1", "ｕs-east-1"])
+def test_unknown_region(region: str) -> None:
+    """Go reference: no partition -> partition bucket in us-east-1; the SDK's fallback suffix amazonaws.com."""
+    assert partition_of(region) is None
+    assert partition_for(region).name == "aws"
+    assert partition_bucket_region(region) == "us-east-1"
+    assert sources(region, KEY)[0].url == f"https://amazon-ecs-agent.s3.us-east-1.amazonaws.com/{KEY}"
 
 
 def test_sources_aws() -> None:
@@ -83,30 +139,6 @@ def test_sources_aws() -> None:
             f"https://amazon-ecs-agent-eu-west-1.s3.eu-west-1.amazonaws.com/{KEY}.md5",
         ),
     ]
-
-
-def test_sources_china_use_the_cn_domain() -> None:
-    urls = [s.url for s in sources("cn-northwest-1", KEY)]
-    assert urls == [
-        f"https://amazon-ecs-agent.s3.cn-north-1.amazonaws.com.cn/{KEY}",
-        f"https://amazon-ecs-agent-cn-northwest-1.s3.cn-northwest-1.amazonaws.com.cn/{KEY}",
-    ]
-
-
-@pytest.mark.parametrize(
-    "region,first",
-    [
-        ("us-gov-east-1", "https://amazon-ecs-agent.s3.us-gov-west-1.amazonaws.com/"),
-        ("us-iso-west-1", "https://amazon-ecs-agent.s3.us-iso-east-1.amazonaws.com/"),
-        ("us-isob-east-1", "https://amazon-ecs-agent.s3.us-isob-east-1.amazonaws.com/"),
-        ("us-east-1", "https://amazon-ecs-agent.s3.us-east-1.amazonaws.com/"),
-    ],
-)
-def test_sources_other_partitions(region: str, first: str) -> None:
-    found = sources(region, KEY)
-    assert found[0].url == first + KEY
-    assert found[1].bucket == f"amazon-ecs-agent-{region}"
-    assert found[1].url == f"https://amazon-ecs-agent-{region}.s3.{region}.amazonaws.com/{KEY}"
 
 
 def test_endpoint_override_is_path_style() -> None:

@@ -55,11 +55,11 @@ def test_render_redacts_every_secret_by_default(tmp_path) -> None:  # type: igno
     doc = render.render(_ctx(tmp_path))
     _validate(doc)
     text = json.dumps(doc)
-    for secret in ("c2VjcmV0OnNlY3JldA==", "dockercfg", "tok-123456", "abcdef", "hunter22"):
+    for secret in ("c2VjcmV0OnNlY3JldA==", "tok-123456", "abcdef", "hunter22"):
         assert secret not in text, secret
     env = dict(entry.split("=", 1) for entry in doc["body"]["Env"])
     assert env["ECS_ENGINE_AUTH_DATA"] == redact.REDACTED
-    assert env["ECS_ENGINE_AUTH_TYPE"] == redact.REDACTED
+    assert env["ECS_ENGINE_AUTH_TYPE"] == "dockercfg"  # SPEC §11: the auth type is not a secret
     assert env["MY_PASSWORD"] == redact.REDACTED
     assert json.loads(env["ECS_AGENT_LABELS"]) == {"team": "infra", "deploy_token": redact.REDACTED}
     assert json.loads(env["ECS_LOG_OPTS"])["splunk-url"] == "https://splunk.example"

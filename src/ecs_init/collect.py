@@ -143,9 +143,7 @@ class Collector:
         if item.skipped:
             self.skipped.append(_entry(item, item.skipped))
             return
-        data = item.data
-        if item.scrubbed:
-            data = scrub(data.decode("utf-8", errors="replace")).encode("utf-8")
+        data = scrub(item.data.decode("utf-8", errors="replace"), by_key=not item.is_json).encode("utf-8")
         stored, cut = self.bundle.add(item.name, data, item.keep_newest)
         if not stored and data:
             self.skipped.append(_entry(item, cut))
@@ -209,7 +207,7 @@ def collect(
         }
         manifest = collector.manifest(head)
         manifest["duration_seconds"] = round(time.monotonic() - started, 3)
-        text = scrub(json.dumps(manifest, indent=2)) + "\n"
+        text = scrub(json.dumps(manifest, indent=2), by_key=False) + "\n"
         try:
             size = bundle.commit(text.encode("utf-8"))
         except OSError as err:
@@ -246,6 +244,6 @@ def main(ctx: HostContext, args: Sequence[str]) -> int:
     progress = Progress(sys.stderr, total=6 + sum(len(log_files(ctx.paths.log_dir, b)) for b in LOG_BASES))
     manifest = collect(ctx, path, opts.since, seconds, now, progress)
     text = json.dumps(manifest, indent=2) if opts.json else format_human(manifest)
-    sys.stdout.write(scrub(text) + "\n")
+    sys.stdout.write(scrub(text, by_key=False) + "\n")
     sys.stdout.flush()
     return 0

@@ -39,6 +39,9 @@ _KEY_VALUE = re.compile(
 )
 
 
+_ENV_LINE = re.compile(r"(?P<lead>\s*#?\s*)(?P<key>[^=]*)=(?P<value>.*)\Z", re.DOTALL)
+
+
 @dataclass
 class Item:
     """One member of the bundle, or why it is not there."""
@@ -50,7 +53,11 @@ class Item:
     skipped: str = ""  # deliberately left out: why
     keep_newest: bool = True  # when cut to fit: keep the end (logs) or the start
     note: str = ""
-    scrubbed: bool = True  # run the free-text secret pass over it
+
+    @property
+    def is_json(self) -> bool:
+        """A JSON document, redacted by key when it was built (see ``scrub``)."""
+        return self.name.endswith(".json")
 
 
 ABSENT = "does not exist"
@@ -91,9 +98,16 @@ def read_file(path: str, limit: int = MAX_FILE_BYTES, follow: bool = False) -> t
 # ---------------------------------------------------------------- secrets
 
 
-def scrub(text: str) -> str:
-    """Free text with every registered secret value, URL password and secret-keyed value removed."""
+def scrub(text: str, by_key: bool = True) -> str:
+    """Text with every registered secret value and URL password removed, and (``by_key``) the value
+    of every ``KEY=value`` or ``"key": "value"`` whose key names a secret.
+
+    JSON members are redacted by key as documents already (their fields, such as
+    ``secrets_redacted``, are not settings): they get ``by_key=False``.
+    """
     text = redact.redact_text(text)
+    if not by_key:
+        return text
 
     def hide(match: re.Match[str]) -> str:
         value = match.group("value")
@@ -104,14 +118,16 @@ def scrub(text: str) -> str:
 
 
 def redact_env_text(text: str) -> str:
-    """An env file with the value of every secret key replaced (comments and other lines kept)."""
+    """An env file with every secret key's value replaced, commented-out lines included;
+    a line whose key part looks like a secret key but is malformed shows its name only."""
     out = []
     for line in text.split("\n"):
-        key, sep, value = line.partition("=")
-        if sep and key.strip() and not key.lstrip().startswith("#"):
-            out.append(f"{key}={redact.redact_value(key.strip(), value)}")
-        else:
-            out.append(line)
+        match = _ENV_LINE.match(line)
+        if match is None:
+            out.append(redact.display_key(line.strip()) if redact.is_secret_key(line) else line)
+            continue
+        lead, key, value = match.group("lead"), match.group("key"), match.group("value")
+        out.append(f"{lead}{redact.display_key(key.strip())}={redact.redact_value(key.strip(), value)}")
     return "\n".join(out)
 
 
@@ -205,7 +221,7 @@ def _json_file_item(name: str, path: str) -> Item:
     try:
         doc = json.loads(data.decode("utf-8", errors="replace"))
     except (ValueError, RecursionError):
-        return Item(name, path, data, note="not valid JSON; included as it is")
+        return Item(name + ".txt", path, data, note="not valid JSON; included as text")
     return Item(name, path, as_json(redact.redact_json(doc)), note=why)
 
 

@@ -165,7 +165,7 @@ def ecs_endpoint_url(ctx: HostContext, region: str) -> str:
     override = cfg.setting(ECS_ENDPOINT_KEY).strip() or cfg.merged.get(BACKEND_HOST_KEY, "").strip()
     if override:
         return (override if "://" in override else "https://" + override).rstrip("/")
-    return f"https://ecs.{region}.{download.partition_for(region).domain}"
+    return f"https://ecs.{region}.{download.dns_suffix(region)}"
 
 
 def check_ecs_endpoint(ctx: HostContext, region: str) -> Check:

@@ -30,14 +30,17 @@ if TYPE_CHECKING:
 
 MAX_FILE_BYTES = 1024 * 1024  # config, state and JSON files larger than this are cut
 AGENT_LOG_LINES = 2000
+MAX_JSON_VALUE = 64 * 1024  # a JSON value after a secret key is followed this far, else to the end of its line
 AGENT_JSON_SECRET_KEYS = ("EngineAuthData",)  # ECS_ENGINE_AUTH_DATA as the agent's JSON config spells it
 
 # KEY=value and "key": "value" where the key names a secret (SPEC §11): the value goes, the key stays.
-_SECRET_KEY = r"[A-Za-z0-9_.-]*(?:SECRET|TOKEN|PASSWORD|ECS_ENGINE_AUTH_DATA)[A-Za-z0-9_.-]*"
-_KEY_VALUE = re.compile(
-    rf"(?P<key>\b{_SECRET_KEY})(?P<sep>=|\"\s*:\s*)(?P<value>\"(?:[^\"\\\n]|\\.)*\"|[^\s\",;&]+)", re.IGNORECASE
-)
-
+# Found from the secret word outwards (a linear scan: a regex that first matches the key's leading
+# characters backtracks over every long word of a log and took seconds per 10 MiB).
+_SECRET_WORDS = ("secret", "token", "password", "ecs_engine_auth_data")
+_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+_SEPARATOR = re.compile(r"=|\"\s*:\s*")
+_QUOTED = re.compile(r"\"(?:[^\"\\\n]|\\.)*\"")
+_BARE = re.compile(r"[^\s\",;&}\]]+")
 
 _ENV_LINE = re.compile(r"(?P<lead>\s*#?\s*)(?P<key>[^=]*)=(?P<value>.*)\Z", re.DOTALL)
 
@@ -106,15 +109,76 @@ def scrub(text: str, by_key: bool = True) -> str:
     ``secrets_redacted``, are not settings): they get ``by_key=False``.
     """
     text = redact.redact_text(text)
-    if not by_key:
-        return text
+    return redact_by_key(text) if by_key else text
 
-    def hide(match: re.Match[str]) -> str:
-        value = match.group("value")
-        shown = f'"{redact.REDACTED}"' if value.startswith('"') else redact.REDACTED
-        return f"{match.group('key')}{match.group('sep')}{shown}"
 
-    return _KEY_VALUE.sub(hide, text)
+def _secret_words(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every secret word in ``text``, any case, in order (plain substring search)."""
+    lowered = text.lower()
+    if len(lowered) != len(text):  # a character whose lower case is longer: stay exact, search the original
+        lowered = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+    found = []
+    for word in _SECRET_WORDS:
+        at = lowered.find(word)
+        while at >= 0:
+            found.append((at, at + len(word)))
+            at = lowered.find(word, at + 1)
+    return sorted(found)
+
+
+def _value_end(text: str, start: int) -> int:
+    """Where the value starting at ``start`` ends: a quoted string, a JSON object or list (to its
+    closing bracket, at most to the end of the line), or a bare word."""
+    if start >= len(text):
+        return start
+    if text[start] == '"':
+        quoted = _QUOTED.match(text, start)
+        return quoted.end() if quoted else start
+    if text[start] in "{[":
+        depth, position, in_string = 0, start, False
+        limit = min(len(text), start + MAX_JSON_VALUE)
+        while position < limit:
+            char = text[position]
+            if char == "\n":
+                return position  # unbalanced: the rest of the line goes
+            if in_string:
+                if char == "\\":
+                    position += 1
+                elif char == '"':
+                    in_string = False
+            elif char == '"':
+                in_string = True
+            elif char in "{[":
+                depth += 1
+            elif char in "}]":
+                depth -= 1
+                if depth == 0:
+                    return position + 1
+            position += 1
+        line_end = text.find("\n", limit)  # very long: to the end of the line
+        return len(text) if line_end < 0 else line_end
+    bare = _BARE.match(text, start)
+    return bare.end() if bare else start
+
+
+def redact_by_key(text: str) -> str:
+    """The values of ``KEY=value`` and ``"key": "value"`` pairs whose key names a secret, replaced."""
+    out: list[str] = []
+    done = 0
+    for start, end in _secret_words(text):
+        if start < done:
+            continue  # inside a value already replaced
+        while end < len(text) and text[end] in _KEY_CHARS:
+            end += 1
+        separator = _SEPARATOR.match(text, end)
+        value_end = _value_end(text, separator.end()) if separator else 0
+        if separator is None or value_end <= separator.end():
+            continue
+        out.append(text[done : separator.end()])
+        out.append(f'"{redact.REDACTED}"' if text[separator.end()] == '"' else redact.REDACTED)
+        done = value_end
+    out.append(text[done:])
+    return "".join(out)
 
 
 def redact_env_text(text: str) -> str:

@@ -19,6 +19,7 @@ import calendar
 import os
 import re
 import stat
+import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -64,13 +65,23 @@ def line_time(line: bytes) -> Optional[float]:
 
 
 def select_since(data: bytes, cutoff: float, mtime: float) -> bytes:
-    """The lines of ``data`` whose record is at or after ``cutoff`` (see the module docstring)."""
+    """The lines of ``data`` whose record is at or after ``cutoff`` (see the module docstring).
+
+    UTC timestamps (``Z`` or no zone) are compared as text with the cutoff,
+    which orders them the same way and costs a fraction of parsing each one.
+    """
+    cut = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(cutoff)).encode("ascii")
     keep = mtime >= cutoff
     out: list[bytes] = []
     for line in data.splitlines(keepends=True):
-        when = line_time(line)
-        if when is not None:
-            keep = when >= cutoff
+        match = _TIME.search(line, 0, TIME_SEARCH_BYTES)
+        if match is not None:
+            if match.group(7) in (None, b"Z"):
+                stamp = match.group(0)
+                keep = stamp[:10] + b"T" + stamp[11:19] >= cut
+            else:
+                when = line_time(line)
+                keep = when is not None and when >= cutoff
         if keep:
             out.append(line)
     return b"".join(out)

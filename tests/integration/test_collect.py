@@ -286,3 +286,29 @@ def test_progress_on_a_terminal_only(prefix: str) -> None:
     assert proc.returncode == 0
     assert b"[ 1/" in seen and b"manifest" in seen
     assert proc.stdout.strip().splitlines()[-1].endswith(".tar.gz")
+
+
+@pytest.mark.slow
+def test_the_bundle_stays_under_50_mb_with_logs_that_do_not_compress(prefix: str) -> None:
+    """Seven 10 MiB logs of random text (about 55 MB even compressed): the newest files go in whole,
+    the last ones are cut or left out, and the bundle stays under 50 MB."""
+    import base64
+
+    log_dir = os.path.join(prefix, "var/log/ecs")
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    names_by_age = ["ecs-init.log"] + [f"ecs-init.log.2026-01-01_{h:02d}" for h in range(6)]
+    for age, name in enumerate(names_by_age):
+        with open(os.path.join(log_dir, name), "wb") as fh:
+            for _ in range(10 * 1024 // 4):
+                block = base64.b64encode(os.urandom(3000)).decode()
+                fh.write("".join(f"{now} {block[i : i + 100]}\n" for i in range(0, 4000, 100)).encode())
+        os.utime(os.path.join(log_dir, name), (time.time() - age * 60,) * 2)
+    manifest = manifest_of(run_cli(prefix, "collect", "--json", DOCKER_HOST=NO_DOCKER, timeout=300))
+    assert manifest["bytes"] <= 50_000_000 < 7 * 10 * 1024 * 1024
+    assert os.path.getsize(manifest["bundle"]) == manifest["bytes"]
+    collected, skipped = names(manifest["collected"]), names(manifest["skipped"])
+    newest = collected["logs/ecs-init.log"]
+    assert newest["bytes"] > 9 * 1024 * 1024 and "cut to" not in newest.get("note", "")
+    oldest = f"logs/{names_by_age[-1]}"
+    assert oldest in skipped or "cut to" in collected[oldest].get("note", ""), manifest
+    print("collect took", manifest["duration_seconds"], "s for", manifest["bytes"], "bytes")

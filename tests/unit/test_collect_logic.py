@@ -200,6 +200,26 @@ def test_scrub_by_key_in_free_text() -> None:
     )
 
 
+def test_scrub_by_key_any_case_and_next_to_other_text() -> None:
+    mixed = '{"Splunk-Token":"abc","My_Password": 42}'
+    assert scrub(mixed) == '{"Splunk-Token":"<redacted>","My_Password": <redacted>}'
+    assert scrub("a=1&db_password=hunter2&b=2") == "a=1&db_password=<redacted>&b=2"
+    assert scrub("ECS_ENGINE_AUTH_DATA=x TOKENS: none") == "ECS_ENGINE_AUTH_DATA=<redacted> TOKENS: none"
+    auth = 'env ECS_ENGINE_AUTH_DATA={"https://r.example/":{"auth":"dXNlcjpwYXNz","email":"a@b"}} next=1\nline 2'
+    assert scrub(auth) == "env ECS_ENGINE_AUTH_DATA=<redacted> next=1\nline 2"
+    assert scrub('X_TOKEN={"unterminated": "abc\nline 2') == "X_TOKEN=<redacted>\nline 2"
+
+
+def test_scrub_is_linear_on_long_words() -> None:
+    """Base64 and hex blobs (long runs of key characters) once made the key pattern backtrack for seconds."""
+    import base64
+
+    blob = "\n".join(base64.b64encode(os.urandom(3000)).decode() for _ in range(1700))  # about 7 MB
+    started = time.monotonic()
+    assert scrub(blob + "\nAPI_TOKEN=abc") == blob + "\nAPI_TOKEN=<redacted>"
+    assert time.monotonic() - started < 3
+
+
 def test_scrub_uses_registered_values_and_url_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(redact, "_values", set())  # this test's secrets only, and none left behind
     redact.register_secrets({"ECS_PLANTED_TOKEN": "tok-unit-3f9a"})

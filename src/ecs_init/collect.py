@@ -42,7 +42,8 @@ from typing import IO, Any, Callable, Iterator, Optional, Sequence
 from ecs_init import __version__
 from ecs_init.bundle import DEFAULT_LIMIT, Bundle
 from ecs_init.collect_host import docker_root_of, host_items
-from ecs_init.collect_sources import Item, config_items, docker_items, report_items, scrub, state_items
+from ecs_init.collect_redact import scrub
+from ecs_init.collect_sources import Item, config_items, docker_items, report_items, state_items
 from ecs_init.context import HostContext
 from ecs_init.errors import InitError, UsageError
 from ecs_init.logsel import log_files, parse_duration, read_tail, select_since

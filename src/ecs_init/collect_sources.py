@@ -14,13 +14,13 @@ import errno
 import hashlib
 import json
 import os
-import re
 import stat
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from ecs_init import redact
 from ecs_init.agent_spec import AGENT_NAME
+from ecs_init.collect_redact import redact_agent_config, redact_container, redact_env_text, register_container_secrets
 from ecs_init.context import HostContext
 from ecs_init.errors import InitError
 from ecs_init.fsutil import read_regular
@@ -30,19 +30,6 @@ if TYPE_CHECKING:
 
 MAX_FILE_BYTES = 1024 * 1024  # config, state and JSON files larger than this are cut
 AGENT_LOG_LINES = 2000
-MAX_JSON_VALUE = 64 * 1024  # a JSON value after a secret key is followed this far, else to the end of its line
-AGENT_JSON_SECRET_KEYS = ("EngineAuthData",)  # ECS_ENGINE_AUTH_DATA as the agent's JSON config spells it
-
-# KEY=value and "key": "value" where the key names a secret (SPEC §11): the value goes, the key stays.
-# Found from the secret word outwards (a linear scan: a regex that first matches the key's leading
-# characters backtracks over every long word of a log and took seconds per 10 MiB).
-_SECRET_WORDS = ("secret", "token", "password", "ecs_engine_auth_data")
-_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
-_SEPARATOR = re.compile(r"=|\"\s*:\s*")
-_QUOTED = re.compile(r"\"(?:[^\"\\\n]|\\.)*\"")
-_BARE = re.compile(r"[^\s\",;&}\]]+")
-
-_ENV_LINE = re.compile(r"(?P<lead>\s*#?\s*)(?P<key>[^=]*)=(?P<value>.*)\Z", re.DOTALL)
 
 
 @dataclass
@@ -98,141 +85,6 @@ def read_file(path: str, limit: int = MAX_FILE_BYTES, follow: bool = False) -> t
     return data, ""
 
 
-# ---------------------------------------------------------------- secrets
-
-
-def scrub(text: str, by_key: bool = True) -> str:
-    """Text with every registered secret value and URL password removed, and (``by_key``) the value
-    of every ``KEY=value`` or ``"key": "value"`` whose key names a secret.
-
-    JSON members are redacted by key as documents already (their fields, such as
-    ``secrets_redacted``, are not settings): they get ``by_key=False``.
-    """
-    text = redact.redact_text(text)
-    return redact_by_key(text) if by_key else text
-
-
-def _secret_words(text: str) -> list[tuple[int, int]]:
-    """(start, end) of every secret word in ``text``, any case, in order (plain substring search)."""
-    lowered = text.lower()
-    if len(lowered) != len(text):  # a character whose lower case is longer: stay exact, search the original
-        lowered = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
-    found = []
-    for word in _SECRET_WORDS:
-        at = lowered.find(word)
-        while at >= 0:
-            found.append((at, at + len(word)))
-            at = lowered.find(word, at + 1)
-    return sorted(found)
-
-
-def _value_end(text: str, start: int) -> int:
-    """Where the value starting at ``start`` ends: a quoted string, a JSON object or list (to its
-    closing bracket, at most to the end of the line), or a bare word."""
-    if start >= len(text):
-        return start
-    if text[start] == '"':
-        quoted = _QUOTED.match(text, start)
-        return quoted.end() if quoted else start
-    if text[start] in "{[":
-        depth, position, in_string = 0, start, False
-        limit = min(len(text), start + MAX_JSON_VALUE)
-        while position < limit:
-            char = text[position]
-            if char == "\n":
-                return position  # unbalanced: the rest of the line goes
-            if in_string:
-                if char == "\\":
-                    position += 1
-                elif char == '"':
-                    in_string = False
-            elif char == '"':
-                in_string = True
-            elif char in "{[":
-                depth += 1
-            elif char in "}]":
-                depth -= 1
-                if depth == 0:
-                    return position + 1
-            position += 1
-        line_end = text.find("\n", limit)  # very long: to the end of the line
-        return len(text) if line_end < 0 else line_end
-    bare = _BARE.match(text, start)
-    return bare.end() if bare else start
-
-
-def redact_by_key(text: str) -> str:
-    """The values of ``KEY=value`` and ``"key": "value"`` pairs whose key names a secret, replaced."""
-    out: list[str] = []
-    done = 0
-    for start, end in _secret_words(text):
-        if start < done:
-            continue  # inside a value already replaced
-        while end < len(text) and text[end] in _KEY_CHARS:
-            end += 1
-        separator = _SEPARATOR.match(text, end)
-        value_end = _value_end(text, separator.end()) if separator else 0
-        if separator is None or value_end <= separator.end():
-            continue
-        out.append(text[done : separator.end()])
-        out.append(f'"{redact.REDACTED}"' if text[separator.end()] == '"' else redact.REDACTED)
-        done = value_end
-    out.append(text[done:])
-    return "".join(out)
-
-
-def redact_env_text(text: str) -> str:
-    """An env file with every secret key's value replaced, commented-out lines included;
-    a line whose key part looks like a secret key but is malformed shows its name only."""
-    out = []
-    for line in text.split("\n"):
-        match = _ENV_LINE.match(line)
-        if match is None:
-            out.append(redact.display_key(line.strip()) if redact.is_secret_key(line) else line)
-            continue
-        lead, key, value = match.group("lead"), match.group("key"), match.group("value")
-        out.append(f"{lead}{redact.display_key(key.strip())}={redact.redact_value(key.strip(), value)}")
-    return "\n".join(out)
-
-
-def _agent_json_secrets(doc: Any) -> Any:
-    if isinstance(doc, dict):
-        return {
-            k: (redact.REDACTED if k in AGENT_JSON_SECRET_KEYS and v not in ("", None) else _agent_json_secrets(v))
-            for k, v in doc.items()
-        }
-    if isinstance(doc, list):
-        return [_agent_json_secrets(v) for v in doc]
-    return doc
-
-
-def register_container_secrets(state: Mapping[str, Any]) -> None:
-    """Remember the secrets of a container's Env, labels and log options, for the free-text pass."""
-    config = state.get("Config") or {}
-    env = {}
-    for entry in config.get("Env") or []:
-        key, sep, value = str(entry).partition("=")
-        if sep:
-            env[key] = value
-    redact.register_secrets(env)
-    labels = config.get("Labels") or {}
-    if isinstance(labels, dict):
-        redact.register_secrets({str(k): str(v) for k, v in labels.items()})
-    log_config = ((state.get("HostConfig") or {}).get("LogConfig") or {}).get("Config") or {}
-    if isinstance(log_config, dict):
-        redact.register_secrets({str(k): str(v) for k, v in log_config.items()})
-
-
-def redact_container(state: Mapping[str, Any]) -> dict[str, Any]:
-    """``docker inspect`` of a container with the values of secret keys (Env, labels, log options) replaced."""
-    doc: dict[str, Any] = json.loads(json.dumps(state, default=str))
-    config = doc.get("Config") or {}
-    if isinstance(config.get("Env"), list):
-        config["Env"] = redact.redact_env_entries(str(e) for e in config["Env"])
-    redacted: dict[str, Any] = redact.redact_json(doc)
-    return redacted
-
-
 # ---------------------------------------------------------------- configuration and state
 
 
@@ -257,25 +109,8 @@ def config_items(ctx: HostContext) -> list[Item]:
     except (ValueError, RecursionError) as err:
         items.append(failed("config/ecs.config.json", path, f"not valid JSON ({err}): left out, it may hold secrets"))
         return items
-    for value in _walk_values(doc, AGENT_JSON_SECRET_KEYS):
-        redact.register_secrets({"ECS_ENGINE_AUTH_DATA": value})
-    redact.register_secrets({"agent-json": json.dumps(doc)})
-    items.append(Item("config/ecs.config.json", path, as_json(redact.redact_json(_agent_json_secrets(doc)))))
+    items.append(Item("config/ecs.config.json", path, as_json(redact_agent_config(doc))))
     return items
-
-
-def _walk_values(doc: Any, keys: tuple[str, ...]) -> list[str]:
-    found: list[str] = []
-    if isinstance(doc, dict):
-        for key, value in doc.items():
-            if key in keys:
-                found.append(value if isinstance(value, str) else json.dumps(value))
-            else:
-                found += _walk_values(value, keys)
-    elif isinstance(doc, list):
-        for value in doc:
-            found += _walk_values(value, keys)
-    return found
 
 
 def _json_file_item(name: str, path: str) -> Item:

@@ -10,9 +10,11 @@ import tarfile
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ecs_init import bundle, collect_host, logsel, redact
-from ecs_init.collect_sources import redact_container, redact_env_text, scrub
+from ecs_init.collect_redact import redact_container, redact_env_text, scrub
 
 T0 = calendar.timegm((2026, 11, 27, 12, 0, 0, 0, 0, 0))
 
@@ -307,3 +309,29 @@ def test_collect_and_network_checks_stay_off_the_start_and_stop_paths() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": src}
     )
     assert out.stdout.strip() == "[]"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300))
+def test_keyed_values_never_touch_text_without_a_secret_key(text: str) -> None:
+    lowered = text.lower()
+    if any(word in lowered for word in ("secret", "token", "password", "ecs_engine_auth_data")):
+        return
+    assert redact.redact_keyed_values(text) == text
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["API_TOKEN", "db_password", "Splunk-Token", "ECS_ENGINE_AUTH_DATA", "MY_SECRET"]),
+    st.text(
+        alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zs", "Zl", "Zp"), blacklist_characters='"\\,;&{[]}'),
+        min_size=1,
+        max_size=40,
+    ),
+    st.sampled_from(["=", '": ', '":']),
+)
+def test_keyed_values_always_hide_the_value(key: str, value: str, separator: str) -> None:
+    if separator == "=":
+        assert redact.redact_keyed_values(f"{key}={value}") == f"{key}=<redacted>"
+    else:
+        assert redact.redact_keyed_values(f'{{"{key}{separator}"{value}"}}') == f'{{"{key}{separator}"<redacted>"}}'

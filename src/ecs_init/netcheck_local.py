@@ -59,7 +59,8 @@ def check_proxy(ctx: HostContext) -> Check:
     details = {"settings": found}
     agent_env = cfg.merged
     no_proxy, _ = env_value(agent_env, "NO_PROXY")
-    if found[0].startswith("agent:") and no_proxy:
+    agent_proxied = found[0].startswith("agent:")
+    if agent_proxied and no_proxy:
         leaks = [ip for ip, port in ((IMDS_IP, 80), (netrules.CREDENTIALS_IP, 80)) if not bypassed(ip, port, no_proxy)]
         if leaks:
             return Check(
@@ -69,9 +70,14 @@ def check_proxy(ctx: HostContext) -> Check:
                 f"add {IMDS_IP},{netrules.CREDENTIALS_IP},/var/run/docker.sock to NO_PROXY in /etc/ecs/ecs.config",
                 details,
             )
-    return Check(
-        name, PASS, "proxy set (" + "; ".join(found) + "); NO_PROXY keeps the local endpoints direct", "", details
-    )
+    reason = "proxy set (" + "; ".join(found) + ")"
+    if agent_proxied:
+        reason += (
+            "; NO_PROXY keeps the metadata and credentials endpoints direct"
+            if no_proxy
+            else "; with no NO_PROXY the agent keeps the metadata and credentials endpoints off the proxy itself"
+        )
+    return Check(name, PASS, reason, "", details)
 
 
 # ---------------------------------------------------------------- credentials endpoint

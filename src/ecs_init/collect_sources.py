@@ -16,17 +16,18 @@ import json
 import os
 import stat
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ecs_init import redact
-from ecs_init.agent_spec import AGENT_NAME
+from ecs_init.agent import AGENT_NAME
 from ecs_init.collect_redact import redact_agent_config, redact_container, redact_env_text, register_container_secrets
 from ecs_init.context import HostContext
-from ecs_init.errors import InitError
+from ecs_init.docker.errors import EngineError
+from ecs_init.errors import InitError, first_line
 from ecs_init.fsutil import read_regular
 
 if TYPE_CHECKING:
-    from ecs_init.docker_client import DockerAdapter as Engine
+    from ecs_init.docker.api import LogLine
 
 MAX_FILE_BYTES = 1024 * 1024  # config, state and JSON files larger than this are cut
 AGENT_LOG_LINES = 2000
@@ -185,50 +186,53 @@ def _size(path: str) -> Optional[int]:
 
 
 def docker_items(ctx: HostContext) -> list[Item]:
-    """The Engine's version and info, ``docker inspect`` of the agent (redacted), its last 2 000 log lines."""
-    from ecs_init.status import connect_quick, one_line
+    """The Engine's version and info, ``docker inspect`` of the agent (redacted), its last 2 000 log lines.
 
-    host = ctx.cfg.docker_host()
+    Every call goes through the Engine client with the operator commands' short
+    timeout: a daemon that does not answer costs one timeout, then one line.
+    """
+    from ecs_init.status import connect_quick
+
+    inspect_name, inspect_source = f"docker/inspect-{AGENT_NAME}.json", f"GET /containers/{AGENT_NAME}/json"
     try:
-        engine: Engine = connect_quick(ctx.cfg)
+        engine = connect_quick(ctx.cfg)
     except InitError as err:
-        return [failed("docker/", f"Docker at {host}", f"{err}: no Engine facts, agent container or its logs")]
-    items: list[Item] = []
+        return [failed("docker/", f"Docker at {ctx.cfg.docker_host()}", f"{err}: no Engine facts, agent or its logs")]
+    items = [Item("docker/version.json", "GET /version", as_json(dict(engine.server_version)))]
     try:
-        items.append(Item("docker/version.json", "GET /version", as_json(dict(engine.server_version))))
-        items.append(_engine_call("docker/info.json", "GET /info", lambda: as_json(engine.api.info()), one_line))
+        items.append(_engine_call("docker/info.json", "GET /info", lambda: as_json(engine.info())))
         try:
             state = engine.container_state(AGENT_NAME)
-        except Exception as err:  # noqa: BLE001 - any Engine failure becomes a manifest line
-            state = None
-            items.append(failed(f"docker/inspect-{AGENT_NAME}.json", f"inspect {AGENT_NAME}", one_line(err)))
-        else:
-            if state is None:
-                items.append(Item(f"docker/inspect-{AGENT_NAME}.json", f"inspect {AGENT_NAME}",
-                                  skipped=f"there is no container named {AGENT_NAME}"))  # fmt: skip
-            else:
-                register_container_secrets(state)
-                items.append(Item(f"docker/inspect-{AGENT_NAME}.json", f"inspect {AGENT_NAME}",
-                                  as_json(redact_container(state))))  # fmt: skip
-        if state is not None:
-            items.append(
-                _engine_call(
-                    f"docker/{AGENT_NAME}.log",
-                    f"logs --tail {AGENT_LOG_LINES} --timestamps {AGENT_NAME}",
-                    lambda: ("\n".join(engine.logs_tail(AGENT_NAME, AGENT_LOG_LINES)) + "\n").encode("utf-8"),
-                    one_line,
-                )
+        except EngineError as err:
+            items.append(failed(inspect_name, inspect_source, first_line(err)))
+            return items
+        if state is None:
+            items.append(Item(inspect_name, inspect_source, skipped=f"there is no container named {AGENT_NAME}"))
+            return items
+        register_container_secrets(state)
+        items.append(Item(inspect_name, inspect_source, as_json(redact_container(state))))
+        items.append(
+            _engine_call(
+                f"docker/{AGENT_NAME}.log",
+                f"GET /containers/{AGENT_NAME}/logs?tail={AGENT_LOG_LINES}&timestamps=1",
+                lambda: log_text(engine.logs_tail(AGENT_NAME, AGENT_LOG_LINES)),
             )
+        )
     finally:
         engine.close()
     return items
 
 
-def _engine_call(name: str, source: str, call: Any, one_line: Any) -> Item:
+def log_text(lines: list[LogLine]) -> bytes:
+    """A container's log lines as ``docker logs --timestamps`` shows them, stderr lines marked."""
+    return "".join(f"{line.text}{'  [stderr]' if line.stream == 'stderr' else ''}\n" for line in lines).encode()
+
+
+def _engine_call(name: str, source: str, call: Callable[[], bytes]) -> Item:
     try:
         return Item(name, source, call())
-    except Exception as err:  # noqa: BLE001 - any Engine failure becomes a manifest line
-        return failed(name, source, str(one_line(err)))
+    except EngineError as err:
+        return failed(name, source, first_line(err))
 
 
 # ---------------------------------------------------------------- the operator reports

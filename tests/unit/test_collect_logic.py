@@ -8,13 +8,18 @@ import os
 import stat
 import tarfile
 import time
+from typing import Any
 
 import pytest
+from fakes import FakeEngine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ecs_init import bundle, collect_host, logsel, redact
+from ecs_init import bundle, collect_host, collect_sources, logsel, redact
 from ecs_init.collect_redact import redact_container, redact_env_text, scrub
+from ecs_init.collect_sources import Item
+from ecs_init.docker.api import LogLine
+from ecs_init.docker.errors import EngineError, EngineUnavailable
 
 T0 = calendar.timegm((2026, 11, 27, 12, 0, 0, 0, 0, 0))
 
@@ -293,24 +298,6 @@ def test_bundle_members_are_owned_by_root_and_private(tmp_path) -> None:  # type
         assert fh.read(2) == b"\x1f\x8b"
 
 
-def test_collect_and_network_checks_stay_off_the_start_and_stop_paths() -> None:
-    """Only `collect` and `check --network` pay for their modules (lazy imports)."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys; import ecs_init.cli, ecs_init.engine, ecs_init.check; "
-        "print(sorted(m for m in sys.modules if m.startswith('ecs_init.') and m.split('.')[-1] in "
-        "('collect', 'collect_sources', 'collect_host', 'bundle', 'logsel', 'netcheck', 'netcheck_local', "
-        "'netprobe', 'proxy')))"
-    )
-    src = os.path.join(os.path.dirname(__file__), "..", "..", "src")
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": src}
-    )
-    assert out.stdout.strip() == "[]"
-
-
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=300))
 def test_keyed_values_never_touch_text_without_a_secret_key(text: str) -> None:
@@ -335,3 +322,56 @@ def test_keyed_values_always_hide_the_value(key: str, value: str, separator: str
         assert redact.redact_keyed_values(f"{key}={value}") == f"{key}=<redacted>"
     else:
         assert redact.redact_keyed_values(f'{{"{key}{separator}"{value}"}}') == f'{{"{key}{separator}"<redacted>"}}'
+
+
+# ---------------------------------------------------------------- the Docker part, with the shared fake engine
+
+
+def _docker_items(monkeypatch: pytest.MonkeyPatch, tmp_path: Any, engine: FakeEngine) -> dict[str, Item]:
+    from ecs_init import status
+    from ecs_init.config import Config, Paths
+    from ecs_init.context import HostContext
+
+    monkeypatch.setattr(status, "connect_quick", lambda cfg, timeout=2.0: engine)
+    ctx = HostContext(cfg=Config(paths=Paths(prefix=str(tmp_path)), environ={}))
+    return {item.name: item for item in collect_sources.docker_items(ctx)}
+
+
+def test_docker_part_redacts_and_registers_the_container_secrets(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.setattr(redact, "_values", set())
+    engine = FakeEngine()
+    engine.add_image("sha256:1", "amazon/amazon-ecs-agent:latest")
+    body = {
+        "Image": "amazon/amazon-ecs-agent:latest",
+        "Env": ["ECS_CLUSTER=c", "ECS_FOO_TOKEN=tok-fake-5c1e"],
+        "Labels": {"api-token": "lbl-fake-77aa"},
+        "HostConfig": {"LogConfig": {"Type": "splunk", "Config": {"splunk-token": "spl-fake-0b0b"}}},
+    }
+    engine.create_container("ecs-agent", body)
+    engine.start_container("ecs-agent")
+    engine.logs = [LogLine("stdout", "2026-11-27T12:00:00Z up"), LogLine("stderr", "2026-11-27T12:00:01Z oops")]
+    items = _docker_items(monkeypatch, tmp_path, engine)
+    inspect = json.loads(items["docker/inspect-ecs-agent.json"].data)
+    assert inspect["Config"]["Env"] == ["ECS_CLUSTER=c", "ECS_FOO_TOKEN=<redacted>"]
+    assert inspect["Config"]["Labels"] == {"api-token": "<redacted>"}
+    assert inspect["HostConfig"]["LogConfig"]["Config"] == {"splunk-token": "<redacted>"}
+    assert items["docker/ecs-agent.log"].data == b"2026-11-27T12:00:00Z up\n2026-11-27T12:00:01Z oops  [stderr]\n"
+    assert json.loads(items["docker/info.json"].data)["DockerRootDir"] == "/var/lib/docker"
+    # the values are searched for everywhere else in the bundle now
+    assert scrub("saw tok-fake-5c1e, lbl-fake-77aa and spl-fake-0b0b") == "saw <redacted>, <redacted> and <redacted>"
+    assert engine.calls[-1] == "close"
+
+
+def test_docker_part_failures_are_manifest_lines(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    engine = FakeEngine()
+    engine.fail("info", EngineUnavailable("Docker at unix:///x does not answer: timed out after 2s"))
+    items = _docker_items(monkeypatch, tmp_path, engine)
+    assert items["docker/info.json"].error == "Docker at unix:///x does not answer: timed out after 2s"
+    assert items["docker/inspect-ecs-agent.json"].skipped == "there is no container named ecs-agent"
+    assert "docker/ecs-agent.log" not in items
+    engine = FakeEngine()
+    engine.fail("container_state", EngineError("Docker answered HTTP 500: boom", 500))
+    items = _docker_items(monkeypatch, tmp_path, engine)
+    assert items["docker/inspect-ecs-agent.json"].error == "Docker answered HTTP 500: boom"

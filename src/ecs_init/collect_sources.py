@@ -147,7 +147,7 @@ def _digests(path: str) -> dict[str, Any]:
 
 def state_items(ctx: HostContext) -> list[Item]:
     from ecs_init import cache
-    from ecs_init.supervisor import events_path, status_path
+    from ecs_init.events import events_path, status_path
 
     paths = ctx.paths
     items = [

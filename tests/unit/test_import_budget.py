@@ -50,63 +50,40 @@ HOST_PREP = {
 }  # fmt: skip
 AGENT = {
     "ecs_init.agent.supervisor", "ecs_init.agent.upgrade", "ecs_init.agent.cache", "ecs_init.agent.progress",
-    "ecs_init.agent.download", "ecs_init.agent.imds",
+    "ecs_init.agent.download", "ecs_init.agent.imds", "ecs_init.agent.proxy",
+}  # fmt: skip
+# The operator's support tools (issue 17): only `collect` and `check --network` load them.
+SUPPORT = {
+    "ecs_init.ops.collect", "ecs_init.ops.collect_sources", "ecs_init.ops.collect_host", "ecs_init.ops.collect_redact",
+    "ecs_init.ops.bundle", "ecs_init.ops.logsel", "ecs_init.ops.netcheck", "ecs_init.ops.netcheck_local",
+    "ecs_init.ops.netprobe",
 }  # fmt: skip
 
 DENY: dict[str, set[str]] = {
-    "version": EVERYWHERE
-    | HTTP_CLIENTS
-    | REPORTS
-    | HOST_PREP
-    | AGENT
-    | {
-        "logging",
-        "socket",
-        "json",
-        "ecs_init.docker",
-        "ecs_init.docker.client",
-        "ecs_init.docker.transport",
-        "ecs_init.actions",
-        "ecs_init.core.config",
-        "ecs_init.agent.notify",
+    "version": EVERYWHERE | HTTP_CLIENTS | REPORTS | HOST_PREP | AGENT | {
+        "logging", "socket", "json", "ecs_init.docker", "ecs_init.docker.client",
+        "ecs_init.docker.transport", "ecs_init.actions", "ecs_init.core.config", "ecs_init.agent.notify",
     },  # fmt: skip
-    "stop": EVERYWHERE
-    | HTTP_CLIENTS
-    | REPORTS
-    | HOST_PREP
-    | AGENT
-    | {
-        "ecs_init.agent.spec",
-        "ecs_init.host.apparmor_profile",
-        "ecs_init.agent.notify",
-        "ecs_init.core.lock",
-        "subprocess",
-        "shutil",
-        "tempfile",
-        "random",  # stop runs no command, writes no file, never backs off
+    "stop": EVERYWHERE | HTTP_CLIENTS | REPORTS | HOST_PREP | AGENT | {
+        "ecs_init.agent.spec", "ecs_init.host.apparmor_profile", "ecs_init.agent.notify", "ecs_init.core.lock",
+        "subprocess", "shutil", "tempfile", "random",  # stop runs no command, writes no file, never backs off
     },  # fmt: skip
-    "start": EVERYWHERE
-    | HTTP_CLIENTS
-    | REPORTS
-    | {
-        "ecs_init.agent.notify",
-        "ecs_init.agent.download",
-        "ecs_init.agent.imds",
-        "ecs_init.host.netfilter",
-        "ecs_init.host.loopback", "ecs_init.host.ipv6_route",
+    "start": EVERYWHERE | HTTP_CLIENTS | REPORTS | {
+        "ecs_init.agent.notify", "ecs_init.agent.download", "ecs_init.agent.imds",
+        "ecs_init.host.netfilter", "ecs_init.host.loopback", "ecs_init.host.ipv6_route",
     },  # fmt: skip
     # the readiness probe is urllib.request (and so http.client): only here
     "start+notify": EVERYWHERE | REPORTS | {"ecs_init.agent.download", "ecs_init.agent.imds"},
-    "reload-cache": EVERYWHERE
-    | REPORTS
-    | {
-        "ecs_init.agent.notify",
-        "ecs_init.agent.supervisor",
-        "ecs_init.agent.hostfacts",
+    "reload-cache": EVERYWHERE | REPORTS | {
+        "ecs_init.agent.notify", "ecs_init.agent.supervisor", "ecs_init.agent.hostfacts",
     },  # fmt: skip
     "post-stop": EVERYWHERE | HTTP_CLIENTS | REPORTS | AGENT | {"ecs_init.agent.notify", "ecs_init.docker.client"},
     "status": EVERYWHERE | {"ecs_init.agent.notify", "ecs_init.agent.supervisor", "ecs_init.agent.download"},
+    "check": EVERYWHERE | SUPPORT | {"ecs_init.agent.notify", "ecs_init.agent.supervisor", "ecs_init.agent.download"},
 }
+for _action, _denied in DENY.items():
+    if _action != "check":
+        _denied |= SUPPORT
 
 
 @pytest.fixture
@@ -147,7 +124,7 @@ def prefix_dir(tmp_path: object) -> str:
 
 @pytest.mark.parametrize(
     "action,expected_code",
-    [("version", 0), ("stop", 0), ("start", 255), ("reload-cache", 255), ("post-stop", 0), ("status", 3)],
+    [("version", 0), ("stop", 0), ("start", 255), ("reload-cache", 255), ("post-stop", 0), ("status", 3), ("check", 1)],
 )
 def test_each_action_loads_only_what_it_runs(
     tmp_path: object, stub: StubEngine, action: str, expected_code: int

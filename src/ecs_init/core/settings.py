@@ -136,6 +136,13 @@ S3_ENDPOINT = Setting(
     "",
     "base URL of an S3 mirror; objects fetched path-style `<endpoint>/<bucket>/<key>`",
 )
+ECS_ENDPOINT = Setting(
+    "ECS_INIT_ECS_ENDPOINT",
+    Kind.URL,
+    "",
+    "the ECS endpoint `check --network` tests (blank: the agent's `ECS_BACKEND_HOST`, else "
+    "`https://ecs.<region>.<partition DNS suffix>`)",
+)
 IMDS_ENDPOINT = Setting(
     "ECS_INIT_IMDS_ENDPOINT",
     Kind.URL,
@@ -196,6 +203,23 @@ CREDENTIALS_FETCHER_HOST = Setting(
 EXTERNAL = Setting(
     "ECS_EXTERNAL", Kind.EXACT_TRUE, "false", "ECS Anywhere: no task ENI, no capabilities, `/root/.aws` credentials"
 )
+HTTPS_PROXY = Setting(
+    "HTTPS_PROXY",
+    Kind.URL,
+    "",
+    "the download goes through it (else `HTTP_PROXY`) unless `NO_PROXY` names the host; never loopback or metadata",
+    source=Source.ENV,
+)
+HTTP_PROXY = Setting(
+    "HTTP_PROXY", Kind.URL, "", "the proxy for http URLs (and https without `HTTPS_PROXY`)", source=Source.ENV
+)
+NO_PROXY = Setting(
+    "NO_PROXY",
+    Kind.TEXT,
+    "",
+    "hosts reached directly: domains (`.domain`: subdomains only), IPs, CIDRs, optional `:port`, `*`",
+    source=Source.ENV,
+)
 REGION = Setting("AWS_DEFAULT_REGION", Kind.TEXT, "", "external mode: the region to download the agent for")
 
 SETTINGS: tuple[Setting, ...] = (
@@ -210,6 +234,7 @@ SETTINGS: tuple[Setting, ...] = (
     READY_URL,
     S3_ENDPOINT,
     IMDS_ENDPOINT,
+    ECS_ENDPOINT,
     SKIP_LOCALHOST_TRAFFIC_FILTER,
     ALLOW_OFFHOST_INTROSPECTION_ACCESS,
     AGENT_LABELS,
@@ -226,6 +251,9 @@ SETTINGS: tuple[Setting, ...] = (
     CREDENTIALS_FETCHER_HOST,
     EXTERNAL,
     REGION,
+    HTTPS_PROXY,
+    HTTP_PROXY,
+    NO_PROXY,
     PATH_PREFIX,
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

@@ -239,30 +239,38 @@ def build_binds(cfg: Config, facts: HostFacts, env: dict[str, str]) -> list[str]
     return binds
 
 
+def parse_log_opts(raw: str, warnings: list[SpecWarning]) -> dict[str, str]:
+    """``ECS_LOG_OPTS`` -> options (strings); an invalid value is a warning and no options."""
+    if not raw:
+        return {}
+    try:
+        parsed = json.loads(raw)
+        if not isinstance(parsed, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, RecursionError) as err:
+        warnings.append(SpecWarning(S.LOG_OPTS.name, f"ECS_LOG_OPTS is not a valid JSON object ({err}); ignoring it"))
+        return {}
+    converted = sorted(
+        str(k).encode("unicode_escape").decode("ascii") for k, v in parsed.items() if not isinstance(v, str)
+    )
+    if converted:
+        text = f"ECS_LOG_OPTS: the value of {', '.join(converted)} is not a string (converted to one)"
+        warnings.append(SpecWarning(S.LOG_OPTS.name, text, replaced=False))
+    return {str(k): str(v) for k, v in parsed.items()}
+
+
 def build_log_config(cfg: Config, warnings: list[SpecWarning]) -> dict[str, Any]:
+    """The agent container's LogConfig (SPEC §3). Options are read (and warned about) even when an
+    unsupported driver makes them unused, so that every problem is told at once."""
     driver = cfg.text(S.LOG_DRIVER)
-    options: dict[str, str] = {}
-    drop_options = False
+    options = parse_log_opts(cfg.text(S.LOG_OPTS), warnings)
     if driver and driver not in SUPPORTED_LOG_DRIVERS:
-        warnings.append(SpecWarning(S.LOG_DRIVER.name, f"ECS_LOG_DRIVER={driver!r} is not supported; using json-file"))
+        text = f"ECS_LOG_DRIVER={driver!r} is not supported; using json-file" + (
+            " without ECS_LOG_OPTS" if options else ""
+        )
+        warnings.append(SpecWarning(S.LOG_DRIVER.name, text))
         driver = "json-file"
-        drop_options = True
-    raw_opts = cfg.text(S.LOG_OPTS)
-    if raw_opts and not drop_options:
-        try:
-            parsed = json.loads(raw_opts)
-            if not isinstance(parsed, dict):
-                raise ValueError("not a JSON object")
-            options = {str(k): str(v) for k, v in parsed.items()}
-            converted = sorted(str(k) for k, v in parsed.items() if not isinstance(v, str))
-            if converted:
-                text = f"ECS_LOG_OPTS: the value of {', '.join(converted)} is not a string (converted to one)"
-                warnings.append(SpecWarning(S.LOG_OPTS.name, text, replaced=False))
-        except (ValueError, RecursionError) as err:
-            warnings.append(
-                SpecWarning(S.LOG_OPTS.name, f"ECS_LOG_OPTS is not a valid JSON object ({err}); ignoring it")
-            )
-            options = {}
+        options = {}
     if driver == "json-file" and not options:
         options = {
             "max-size": cfg.text(S.LOG_FILE_SIZE),

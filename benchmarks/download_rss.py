@@ -42,7 +42,7 @@ CHILD = r"""
 import json, os, sys, time
 sys.path.insert(0, sys.argv[1])
 from ecs_init.core.config import Config
-from ecs_init.core.context import HostContext
+from ecs_init.host.context import HostContext
 from ecs_init.agent.download import download_agent
 
 def status(field):

@@ -35,7 +35,7 @@ env ECS_INIT_PATH_PREFIX="$tmp/root" ECS_ENABLE_GPU_SUPPORT=true DEV="$dev" PYTH
 import logging, os, sys, time
 from ecs_init.host import gpu
 from ecs_init.core.config import Config
-from ecs_init.core.context import HostContext
+from ecs_init.host.context import HostContext
 from ecs_init.core.errors import InitError
 
 logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout)

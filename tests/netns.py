@@ -239,10 +239,10 @@ def _main(argv: list[str]) -> int:
     from fakes import FakeEngine  # tests/ is this script's directory
 
     from ecs_init.core.config import Config
-    from ecs_init.core.context import HostContext
     from ecs_init.core.errors import InitError
     from ecs_init.docker.errors import EngineUnavailable
     from ecs_init.host import ipv6_route, loopback, netfilter
+    from ecs_init.host.context import HostContext
 
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="level=%(levelname)s msg=%(message)s")
     answer = os.environ.get("ECS_TEST_BRIDGE")  # the default bridge's name, "" for none, "!unreachable"

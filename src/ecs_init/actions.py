@@ -17,9 +17,9 @@ import logging
 import os
 from typing import Callable, Sequence
 
-from ecs_init.core.context import HostContext
 from ecs_init.core.errors import InitError, first_line
 from ecs_init.core.exitcodes import Exit
+from ecs_init.host.context import HostContext
 
 log = logging.getLogger(__name__)
 

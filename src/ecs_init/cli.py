@@ -90,9 +90,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from ecs_init.core import logsetup, redact, settings
     from ecs_init.core.config import Config
-    from ecs_init.core.context import HostContext
     from ecs_init.core.errors import InitError
     from ecs_init.core.exitcodes import Exit
+    from ecs_init.host.context import HostContext
 
     log = logging.getLogger("ecs_init")
 

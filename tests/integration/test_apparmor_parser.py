@@ -17,9 +17,9 @@ import pytest
 
 from ecs_init.core.cmd import Runner
 from ecs_init.core.config import Config
-from ecs_init.core.context import HostContext
 from ecs_init.core.paths import Paths
 from ecs_init.host import apparmor, apparmor_profile
+from ecs_init.host.context import HostContext
 
 PARSER = shutil.which("apparmor_parser")
 REAL_DIR = "/etc/apparmor.d"

@@ -24,9 +24,9 @@ from s3_stub import AGENT_BUCKET, S3Stub, agent_key, file_md5
 from ecs_init.agent import imds
 from ecs_init.agent.download import download_agent
 from ecs_init.core.config import Config
-from ecs_init.core.context import HostContext
 from ecs_init.core.errors import InitError
 from ecs_init.core.paths import Paths
+from ecs_init.host.context import HostContext
 
 OLD = b"a previously cached, known-good tarball\n" * 64
 

@@ -367,8 +367,8 @@ def test_render_matches_what_start_creates(prefix: str, standin_dir: str, docker
 def test_status_sees_rules_and_route_localnet_in_a_namespace(prefix: str) -> None:
     from ecs_init.core.cmd import Runner
     from ecs_init.core.config import Config
-    from ecs_init.core.context import HostContext
     from ecs_init.host import netfilter
+    from ecs_init.host.context import HostContext
     from ecs_init.ops import status
 
     ns = f"ecsops{os.getpid()}"

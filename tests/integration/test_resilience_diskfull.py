@@ -18,10 +18,10 @@ from s3_stub import AGENT_BUCKET, agent_key
 
 from ecs_init.agent import cache, download
 from ecs_init.core.config import Config
-from ecs_init.core.context import HostContext
 from ecs_init.core.errors import InitError
 from ecs_init.core.fsutil import atomic_write
 from ecs_init.core.paths import Paths
+from ecs_init.host.context import HostContext
 
 pytestmark = [pytest.mark.slow]
 

@@ -14,11 +14,11 @@ import pytest
 
 from ecs_init.agent.spec import HostFacts, build_spec
 from ecs_init.core.config import Config
-from ecs_init.core.context import HostContext
 from ecs_init.core.errors import CommandError, InitError
 from ecs_init.core.paths import Paths
 from ecs_init.core.platform import detect_platform
 from ecs_init.host import apparmor, apparmor_profile
+from ecs_init.host.context import HostContext
 
 
 class FakeRunner:

@@ -20,10 +20,10 @@ from ecs_init.agent import hostfacts
 from ecs_init.agent.spec import EXTERNAL_CREDS_BIND, HostFacts, build_spec
 from ecs_init.core import settings as S
 from ecs_init.core.config import Config
-from ecs_init.core.context import HostContext
 from ecs_init.core.paths import Paths
 from ecs_init.core.platform import detect_platform
 from ecs_init.host import netfilter
+from ecs_init.host.context import HostContext
 
 # The boolean rows of the settings table, by name (SPEC §3: which Go rule each switch follows).
 BOOLEAN_RULES = {s.name: s.kind for s in S.SETTINGS if s.kind in S.BOOLEAN_KINDS}

@@ -14,9 +14,9 @@ from ecs_init.agent.cache import (
     write_state,
 )
 from ecs_init.core.config import Config
-from ecs_init.core.context import HostContext
 from ecs_init.core.exitcodes import Exit
 from ecs_init.core.paths import Paths
+from ecs_init.host.context import HostContext
 
 
 @pytest.mark.parametrize(

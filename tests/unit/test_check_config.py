@@ -12,9 +12,9 @@ import pytest
 
 from ecs_init.core import envfile
 from ecs_init.core.config import Config
-from ecs_init.core.context import HostContext
 from ecs_init.core.known_keys import AGENT_KEYS, BOOLEAN_KEYS, KNOWN_KEYS, OWN_KEYS
 from ecs_init.core.paths import Paths
+from ecs_init.host.context import HostContext
 from ecs_init.ops import check, check_config, check_host
 
 SHARED_KEYS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "ecs-config-keys.txt")

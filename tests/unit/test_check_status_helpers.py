@@ -9,9 +9,9 @@ import subprocess
 import pytest
 
 from ecs_init.core.config import Config
-from ecs_init.core.context import HostContext
 from ecs_init.core.errors import UsageError
 from ecs_init.core.paths import Paths
+from ecs_init.host.context import HostContext
 from ecs_init.ops import report, status
 
 

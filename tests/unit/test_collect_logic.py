@@ -329,9 +329,10 @@ def test_keyed_values_always_hide_the_value(key: str, value: str, separator: str
 
 
 def _docker_items(monkeypatch: pytest.MonkeyPatch, tmp_path: Any, engine: FakeEngine) -> dict[str, Item]:
-    from ecs_init.core.config import Config, Paths
-    from ecs_init.core.context import HostContext
-    from ecs_init.ops import status
+    from ecs_init.core.config import Config
+    from ecs_init.core.paths import Paths
+    from ecs_init.host.context import HostContext
+    from ecs_init.ops import report as status
 
     monkeypatch.setattr(status, "connect_quick", lambda cfg, timeout=2.0: engine)
     ctx = HostContext(cfg=Config(paths=Paths(prefix=str(tmp_path)), environ={}))

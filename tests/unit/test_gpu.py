@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from ecs_init.core.config import Config
-from ecs_init.core.context import HostContext
 from ecs_init.core.errors import InitError
 from ecs_init.core.paths import Paths
 from ecs_init.host import gpu, nvml
+from ecs_init.host.context import HostContext
 
 
 class FakeNVMLError(Exception):

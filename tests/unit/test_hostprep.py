@@ -13,10 +13,10 @@ from ecs_init import actions as engine
 from ecs_init.agent import hostfacts
 from ecs_init.agent.spec import build_spec
 from ecs_init.core.config import Config
-from ecs_init.core.context import HostContext
 from ecs_init.core.errors import CommandError
 from ecs_init.core.paths import Paths
 from ecs_init.host import ebs
+from ecs_init.host.context import HostContext
 
 
 class FakeRunner:

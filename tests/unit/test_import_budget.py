@@ -159,7 +159,6 @@ def test_the_stop_path_is_the_engine_client_and_little_else(tmp_path: object, st
         "ecs_init.core.backoff",
         "ecs_init.core.cmd",
         "ecs_init.core.config",
-        "ecs_init.core.context",
         "ecs_init.core.envfile",
         "ecs_init.core.errors",
         "ecs_init.core.exitcodes",
@@ -175,5 +174,7 @@ def test_the_stop_path_is_the_engine_client_and_little_else(tmp_path: object, st
         "ecs_init.docker.daemon",
         "ecs_init.docker.errors",
         "ecs_init.docker.transport",
+        "ecs_init.host",
+        "ecs_init.host.context",
     ]
     assert stub.paths() == ["GET /_ping", "POST /containers/ecs-agent/stop"]  # the cheapest way in, then the stop

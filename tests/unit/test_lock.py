@@ -14,10 +14,10 @@ import pytest
 
 from ecs_init.core import lock
 from ecs_init.core.config import Config
-from ecs_init.core.context import HostContext
 from ecs_init.core.errors import InitError
 from ecs_init.core.exitcodes import Exit
 from ecs_init.core.paths import Paths
+from ecs_init.host.context import HostContext
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

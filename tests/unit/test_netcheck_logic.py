@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ecs_init.core.config import Config, Paths
-from ecs_init.core.context import HostContext
+from ecs_init.host.context import HostContext
 from ecs_init.ops import netcheck, netcheck_local
 
 

@@ -13,11 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ecs_init.core.config import Config
-from ecs_init.core.context import HostContext
 from ecs_init.core.errors import CommandError
 from ecs_init.core.paths import Paths
 from ecs_init.docker.errors import EngineUnavailable
 from ecs_init.host import ipv6_route, loopback, netfilter
+from ecs_init.host.context import HostContext
 from ecs_init.host.netrules import (
     IPV4,
     IPV6,

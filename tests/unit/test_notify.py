@@ -15,8 +15,8 @@ import pytest
 
 from ecs_init.agent import notify
 from ecs_init.core.config import Config
-from ecs_init.core.context import HostContext
 from ecs_init.core.paths import Paths
+from ecs_init.host.context import HostContext
 
 
 class Listener:

@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from ecs_init.core import envfile, redact
 from ecs_init.core.cmd import Runner
 from ecs_init.core.config import Config
-from ecs_init.core.context import HostContext
 from ecs_init.core.logsetup import LogfmtFormatter
 from ecs_init.core.redact import REDACTED
+from ecs_init.host.context import HostContext
 from ecs_init.ops import check_config, render
 
 

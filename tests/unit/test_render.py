@@ -12,8 +12,8 @@ from ecs_init.agent.spec import build_spec
 from ecs_init.core import redact
 from ecs_init.core.cmd import Runner
 from ecs_init.core.config import Config
-from ecs_init.core.context import HostContext
 from ecs_init.core.errors import InitError
+from ecs_init.host.context import HostContext
 from ecs_init.ops import render
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

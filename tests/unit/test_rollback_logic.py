@@ -20,10 +20,10 @@ from ecs_init.agent.policy import UpgradeWatch
 from ecs_init.agent.supervisor import Supervisor
 from ecs_init.core import settings
 from ecs_init.core.config import Config
-from ecs_init.core.context import HostContext
 from ecs_init.core.exitcodes import AgentExit
 from ecs_init.core.paths import Paths
 from ecs_init.docker.errors import EngineError, EngineUnavailable
+from ecs_init.host.context import HostContext
 
 DEFAULT_ROLLBACK_FAILURES = settings.ROLLBACK_FAILURES.default_number
 DEFAULT_ROLLBACK_WINDOW = settings.ROLLBACK_WINDOW.default_number

@@ -29,10 +29,10 @@ from ecs_init.agent.events import events_path
 from ecs_init.agent.supervisor import MAX_START_FAILURES, Supervisor
 from ecs_init.core.backoff import Backoff
 from ecs_init.core.config import Config
-from ecs_init.core.context import HostContext
 from ecs_init.core.errors import InitError
 from ecs_init.core.paths import Paths
 from ecs_init.docker.errors import EngineError, EngineUnavailable, NotFound
+from ecs_init.host.context import HostContext
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGE = "sha256:" + "d" * 64

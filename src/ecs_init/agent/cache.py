@@ -9,10 +9,10 @@ import re
 import time
 
 from ecs_init.agent.spec import AGENT_IMAGE
-from ecs_init.core.context import HostContext
 from ecs_init.core.errors import ImageLoadError, InitError
 from ecs_init.core.fsutil import NotRegularFile, atomic_write, read_regular
 from ecs_init.core.paths import Paths
+from ecs_init.host.context import HostContext
 
 log = logging.getLogger(__name__)
 

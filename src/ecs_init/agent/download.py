@@ -35,8 +35,8 @@ from ecs_init.agent.progress import Progress
 from ecs_init.agent.sources import DEFAULT_REGION, Source, artifact_key, parse_md5, sources
 from ecs_init.core import settings
 from ecs_init.core.config import Config
-from ecs_init.core.context import HostContext
 from ecs_init.core.errors import InitError
+from ecs_init.host.context import HostContext
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import logging
 import time
 from typing import Any
 
-from ecs_init.core.context import HostContext
 from ecs_init.core.fsutil import atomic_write
+from ecs_init.host.context import HostContext
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from typing import Optional
 
 from ecs_init.agent.spec import HostFacts, candidate_paths
 from ecs_init.core import settings
-from ecs_init.core.context import HostContext
 from ecs_init.core.errors import CommandError
 from ecs_init.core.platform import read_platform
 from ecs_init.host import apparmor, gpu
+from ecs_init.host.context import HostContext
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from ecs_init.core import settings
 
 if TYPE_CHECKING:
     from ecs_init.agent.supervisor import Supervisor
-    from ecs_init.core.context import HostContext
+    from ecs_init.host.context import HostContext
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ import time
 from typing import Callable, Optional
 
 from ecs_init.agent.identity import AGENT_NAME
-from ecs_init.core.context import HostContext
 from ecs_init.docker.api import STOP_GRACE, Engine
 from ecs_init.docker.errors import EngineUnavailable
+from ecs_init.host.context import HostContext
 
 log = logging.getLogger(__name__)
 

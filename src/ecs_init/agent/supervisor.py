@@ -39,11 +39,11 @@ from ecs_init.agent.state import SupervisorState
 from ecs_init.agent.upgrade import Upgrades
 from ecs_init.core import settings
 from ecs_init.core.backoff import Backoff
-from ecs_init.core.context import HostContext
 from ecs_init.core.errors import InitError, TerminalExit, first_line
 from ecs_init.core.exitcodes import AgentExit, Exit
 from ecs_init.docker.api import STOP_GRACE
 from ecs_init.docker.errors import EngineError, EngineUnavailable, NotFound
+from ecs_init.host.context import HostContext
 
 log = logging.getLogger(__name__)
 

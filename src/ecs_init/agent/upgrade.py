@@ -16,9 +16,9 @@ from ecs_init.agent import cache
 from ecs_init.agent.events import events_path, record_event, rolled_back_images
 from ecs_init.agent.identity import AGENT_IMAGE, AGENT_REPOSITORY, AGENT_TAG
 from ecs_init.agent.policy import UpgradeWatch, counts_against_upgrade
-from ecs_init.core.context import HostContext
 from ecs_init.core.errors import InitError, first_line
 from ecs_init.docker.errors import EngineError
+from ecs_init.host.context import HostContext
 
 if TYPE_CHECKING:
     from ecs_init.core.backoff import Backoff

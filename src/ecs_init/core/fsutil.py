@@ -47,8 +47,8 @@ class NotRegularFile(OSError):
     """The path exists but is a directory, FIFO, device or socket."""
 
 
-def read_regular(path: str, limit: int, *, follow_symlinks: bool = True) -> bytes:
-    """Read at most ``limit`` bytes of a regular file, never blocking.
+def open_regular(path: str, *, follow_symlinks: bool = True) -> tuple[int, os.stat_result]:
+    """Open a regular file for reading, never blocking: (fd, its stat); the caller closes the fd.
 
     The open is non-blocking, so a FIFO planted where a file is expected
     cannot hang the caller; anything but a regular file raises
@@ -61,18 +61,33 @@ def read_regular(path: str, limit: int, *, follow_symlinks: bool = True) -> byte
         flags |= os.O_NOFOLLOW
     fd = os.open(path, flags)
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
             raise NotRegularFile(f"{path} is {kind}")
-        chunks = []
-        left = limit
-        while left > 0:
-            chunk = os.read(fd, min(left, 1024 * 1024))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info
+
+
+def read_fd(fd: int, limit: int) -> bytes:
+    """At most ``limit`` bytes from ``fd``'s current offset."""
+    chunks = []
+    left = limit
+    while left > 0:
+        chunk = os.read(fd, min(left, 1024 * 1024))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_regular(path: str, limit: int, *, follow_symlinks: bool = True) -> bytes:
+    """Read at most ``limit`` bytes of a regular file, never blocking (see ``open_regular``)."""
+    fd, _ = open_regular(path, follow_symlinks=follow_symlinks)
+    try:
+        return read_fd(fd, limit)
     finally:
         os.close(fd)

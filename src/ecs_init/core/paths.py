@@ -82,6 +82,15 @@ class Paths:
     def init_log(self) -> str:
         return self.host("/var/log/ecs/ecs-init.log")
 
+    @property
+    def agent_log(self) -> str:
+        """Written by the agent (``ECS_LOGFILE=/log/ecs-agent.log`` inside its container)."""
+        return self.host("/var/log/ecs/ecs-agent.log")
+
+    @property
+    def volume_plugin_log(self) -> str:
+        return self.host("/var/log/ecs/ecs-volume-plugin.log")
+
     # /var/cache/ecs
     @property
     def cache_dir(self) -> str:

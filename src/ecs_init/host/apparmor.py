@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ecs_init.core import settings
-from ecs_init.core.context import HostContext
 from ecs_init.core.errors import CommandError, InitError
 from ecs_init.core.fsutil import atomic_write, read_regular
 from ecs_init.host import apparmor_profile
+from ecs_init.host.context import HostContext
 
 log = logging.getLogger(__name__)
 

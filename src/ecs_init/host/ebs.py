@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 
-from ecs_init.core.context import HostContext
+from ecs_init.host.context import HostContext
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ from types import ModuleType
 from typing import Callable
 
 from ecs_init.core import settings
-from ecs_init.core.context import HostContext
 from ecs_init.core.errors import InitError
 from ecs_init.core.fsutil import atomic_write
 from ecs_init.host import nvml
+from ecs_init.host.context import HostContext
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 
-from ecs_init.core.context import HostContext
 from ecs_init.host import loopback
+from ecs_init.host.context import HostContext
 from ecs_init.host.loopback import failed, output
 from ecs_init.host.netrules import CREDENTIALS_IP
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 
-from ecs_init.core.context import HostContext
 from ecs_init.core.errors import CommandError
+from ecs_init.host.context import HostContext
 from ecs_init.host.netrules import parse_loopback
 
 log = logging.getLogger(__name__)

@@ -15,11 +15,11 @@ import os
 
 from ecs_init.core import settings
 from ecs_init.core.cmd import Runner
-from ecs_init.core.context import HostContext
 from ecs_init.core.errors import CommandError, first_line
 from ecs_init.docker.api import default_bridge as bridge_of
 from ecs_init.docker.errors import EngineError
 from ecs_init.host import loopback
+from ecs_init.host.context import HostContext
 from ecs_init.host.netrules import (
     INSERT,
     IPV4,

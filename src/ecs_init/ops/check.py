@@ -31,11 +31,11 @@ from typing import Any, Optional, Sequence
 from ecs_init.agent.identity import AGENT_NAME
 from ecs_init.core import redact
 from ecs_init.core.config import Config
-from ecs_init.core.context import HostContext
 from ecs_init.core.errors import InitError, first_line
 from ecs_init.core.exitcodes import Exit
 from ecs_init.docker.api import Engine, version_tuple
 from ecs_init.docker.errors import EngineError
+from ecs_init.host.context import HostContext
 from ecs_init.ops.check_config import config_checks
 from ecs_init.ops.check_host import check_cgroup, check_docker_root, check_tarball, check_tools, free_space_check
 from ecs_init.ops.report import FAIL, PASS, SKIP, WARN, Check, connect_quick, fetch_metadata, make_parser

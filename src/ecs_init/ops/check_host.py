@@ -9,10 +9,10 @@ from typing import Any, Optional
 
 from ecs_init.agent import cache
 from ecs_init.agent.identity import AGENT_IMAGE
-from ecs_init.core.context import HostContext
 from ecs_init.core.platform import read_platform
 from ecs_init.docker.api import Engine
 from ecs_init.docker.errors import EngineError
+from ecs_init.host.context import HostContext
 from ecs_init.ops.report import FAIL, PASS, SKIP, WARN, Check, human_bytes
 
 MIB = 1024 * 1024

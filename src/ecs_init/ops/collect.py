@@ -40,19 +40,19 @@ import time
 from typing import IO, Any, Callable, Iterator, Optional, Sequence
 
 from ecs_init import __version__
-from ecs_init.core.context import HostContext
 from ecs_init.core.errors import InitError, UsageError
+from ecs_init.core.paths import Paths
+from ecs_init.host.context import HostContext
 from ecs_init.ops.bundle import DEFAULT_LIMIT, Bundle
 from ecs_init.ops.collect_host import docker_root_of, host_items
 from ecs_init.ops.collect_redact import scrub
 from ecs_init.ops.collect_sources import Item, config_items, docker_items, report_items, state_items
 from ecs_init.ops.logsel import log_files, parse_duration, read_tail, select_since
-from ecs_init.ops.status import human_bytes, iso, make_parser
-from ecs_init.volume_plugin import LOG_FILE_NAME as VOLUME_PLUGIN_LOG
+from ecs_init.ops.report import human_bytes, iso, make_parser
 
 DEFAULT_SINCE = "24h"
 MAX_LOG_FILE_BYTES = 10 * 1024 * 1024
-LOG_BASES = ("ecs-init.log", "ecs-agent.log", VOLUME_PLUGIN_LOG)
+LOG_BASES = tuple(os.path.basename(p) for p in (Paths().init_log, Paths().agent_log, Paths().volume_plugin_log))
 COMPRESSED = (".gz", ".xz", ".bz2", ".zst", ".lz4")
 MAX_MANIFEST_ENTRIES = 500
 

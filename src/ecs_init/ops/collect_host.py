@@ -11,9 +11,9 @@ import json
 import os
 from typing import Any, Optional, Sequence
 
-from ecs_init.core.context import HostContext
 from ecs_init.core.errors import CommandError
 from ecs_init.core.platform import read_platform
+from ecs_init.host.context import HostContext
 from ecs_init.ops.collect_sources import Item, as_json, failed, read_file
 
 COMMAND_TIMEOUT = 10.0

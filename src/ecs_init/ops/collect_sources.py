@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ecs_init.agent.identity import AGENT_NAME
 from ecs_init.core import redact
-from ecs_init.core.context import HostContext
 from ecs_init.core.errors import InitError, first_line
 from ecs_init.core.fsutil import read_regular
 from ecs_init.docker.errors import EngineError
+from ecs_init.host.context import HostContext
 from ecs_init.ops.collect_redact import (
     redact_agent_config,
     redact_container,
@@ -196,7 +196,7 @@ def docker_items(ctx: HostContext) -> list[Item]:
     Every call goes through the Engine client with the operator commands' short
     timeout: a daemon that does not answer costs one timeout, then one line.
     """
-    from ecs_init.ops.status import connect_quick
+    from ecs_init.ops.report import connect_quick
 
     inspect_name, inspect_source = f"docker/inspect-{AGENT_NAME}.json", f"GET /containers/{AGENT_NAME}/json"
     try:

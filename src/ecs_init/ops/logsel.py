@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
+from ecs_init.core.fsutil import open_regular, read_fd
+
 TIME_SEARCH_BYTES = 160  # a record's timestamp is looked for this far into its line
 _TIME = re.compile(rb"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:[.,]\d+)?(Z|[+-]\d\d:?\d\d)?")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
@@ -110,25 +112,14 @@ def read_tail(path: str, limit: int) -> Tail:
     OSError for a missing file, a symlink (ELOOP) or anything that is not a
     regular file.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    fd, info = open_regular(path, follow_symlinks=False)
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(f"{path} is not a regular file")
         start = max(0, info.st_size - limit)
         if start:
             os.lseek(fd, start, os.SEEK_SET)
-        chunks: list[bytes] = []
-        left = limit
-        while left > 0:
-            chunk = os.read(fd, min(left, 1024 * 1024))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
+        data = read_fd(fd, limit)
     finally:
         os.close(fd)
-    data = b"".join(chunks)
     if start:
         cut = data.find(b"\n")
         data = data[cut + 1 :] if cut >= 0 else b""

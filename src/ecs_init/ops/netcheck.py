@@ -39,8 +39,8 @@ from ecs_init.agent import imds
 from ecs_init.agent import sources as agent_sources
 from ecs_init.agent.proxy import proxy_for
 from ecs_init.core import redact, settings
-from ecs_init.core.context import HostContext
 from ecs_init.core.errors import InitError
+from ecs_init.host.context import HostContext
 from ecs_init.ops.check import FAIL, PASS, SKIP, WARN, Check, format_human, report
 from ecs_init.ops.netcheck_local import (
     CHECK_TIMEOUT,

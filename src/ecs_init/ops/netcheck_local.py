@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Optional
 
 from ecs_init.agent.proxy import bypassed, env_value, invalid_settings
-from ecs_init.core.context import HostContext
 from ecs_init.core.errors import CommandError
 from ecs_init.host import netrules
+from ecs_init.host.context import HostContext
 from ecs_init.ops.check import FAIL, PASS, SKIP, WARN, Check
 from ecs_init.ops.netprobe import Outcome, probe
 

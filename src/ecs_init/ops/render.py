@@ -23,9 +23,9 @@ from typing import Any, Optional, Sequence
 from ecs_init.agent import hostfacts
 from ecs_init.agent.spec import build_spec
 from ecs_init.core import redact, settings
-from ecs_init.core.context import HostContext
 from ecs_init.core.errors import InitError, UsageError
 from ecs_init.docker.api import PREFERRED_MAX_API, version_tuple
+from ecs_init.host.context import HostContext
 from ecs_init.ops.report import make_parser
 
 

@@ -22,12 +22,12 @@ from ecs_init.agent import cache
 from ecs_init.agent.identity import AGENT_IMAGE, AGENT_NAME, METADATA_URL
 from ecs_init.core import redact
 from ecs_init.core.config import Config
-from ecs_init.core.context import HostContext
 from ecs_init.core.errors import CommandError, InitError, first_line
 from ecs_init.core.exitcodes import Exit
 from ecs_init.core.fsutil import read_regular
 from ecs_init.docker.api import Engine, default_bridge
 from ecs_init.docker.errors import EngineError
+from ecs_init.host.context import HostContext
 from ecs_init.ops.report import (
     connect_quick,
     fetch_metadata,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
 from typing import Optional
 
 
@@ -47,16 +46,34 @@ _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
 
-@dataclass(frozen=True)
 class Setting:
-    name: str
-    kind: Kind
-    default: str  # as it would be written in ecs.config
-    doc: str
-    source: Source = Source.ENV_THEN_FILES
-    low: Optional[float] = None  # numbers: the accepted range, both ends included
-    high: Optional[float] = None
-    choices: tuple[str, ...] = ()
+    """One row of the table. (A plain class, not a dataclass: this module is on every action's
+    start-up path, and generating dataclass methods costs milliseconds.)"""
+
+    __slots__ = ("name", "kind", "default", "doc", "source", "low", "high", "choices")
+
+    def __init__(
+        self,
+        name: str,
+        kind: Kind,
+        default: str,  # as it would be written in ecs.config
+        doc: str,
+        source: Source = Source.ENV_THEN_FILES,
+        low: Optional[float] = None,  # numbers: the accepted range, both ends included
+        high: Optional[float] = None,
+        choices: tuple[str, ...] = (),
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.default = default
+        self.doc = doc
+        self.source = source
+        self.low = low
+        self.high = high
+        self.choices = choices
+
+    def __repr__(self) -> str:
+        return f"Setting({self.name!r}, {self.kind.name})"
 
     @property
     def default_number(self) -> float:

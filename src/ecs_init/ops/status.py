@@ -11,6 +11,7 @@ answers; 3 the agent container is not running; 1 this cannot be told
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -375,9 +376,16 @@ def format_human(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    return make_parser(
+        "status",
+        "Show the state of the ECS agent, its supervisor, the image cache and the host. Exit 0: the agent runs "
+        "and answers; 3: it is not running; 1: cannot tell.",
+    )
+
+
 def main(ctx: HostContext, args: Sequence[str]) -> int:
-    parser = make_parser("status", "Show the state of the ECS agent, its supervisor, the image cache and the host.")
-    opts = parser.parse_args(list(args))
+    opts = build_parser().parse_args(list(args))
     report = gather(ctx)
     text = json.dumps(report, indent=2) if opts.json else format_human(report)
     sys.stdout.write(redact.redact_text(text) + "\n")

@@ -49,7 +49,7 @@ def test_deeply_nested_json_in_ecs_config_never_tracebacks(tmp_path) -> None:  #
         assert "Traceback" not in proc.stdout + proc.stderr
 
 
-# ---------------------------------------------------------------- help and usage errors (issue 20 item 5, issue 14 item 4)
+# ---------------------------------------------------------------- help, usage errors (issue 20 item 5, issue 14 item 4)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOLS = ("iptables", "ip6tables", "sysctl", "ip", "apparmor_parser", "realm")
@@ -78,7 +78,8 @@ def _sandbox(tmp_path) -> tuple[str, str, dict[str, str]]:  # type: ignore[no-un
 
 
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ecs_init", *args], env=env, capture_output=True, text=True, timeout=60)
+    argv = [sys.executable, "-m", "ecs_init", *args]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
 
 
 def _touched(root: str) -> list[str]:

@@ -44,7 +44,7 @@ TYPOS = (
 )
 
 
-def _root(tmp_path: Any, operator: "str | bytes | None" = None, instance: "str | bytes | None" = None) -> str:
+def _root(tmp_path: Any, operator: str | bytes | None = None, instance: str | bytes | None = None) -> str:
     root = str(tmp_path / "root")
     for rel, content in (("etc/ecs/ecs.config", operator), ("var/lib/ecs/ecs.config", instance)):
         os.makedirs(os.path.join(root, os.path.dirname(rel)), exist_ok=True)
@@ -54,7 +54,7 @@ def _root(tmp_path: Any, operator: "str | bytes | None" = None, instance: "str |
     return root
 
 
-def _cfg(tmp_path: Any, operator: "str | bytes | None" = None, instance: "str | bytes | None" = None) -> Config:
+def _cfg(tmp_path: Any, operator: str | bytes | None = None, instance: str | bytes | None = None) -> Config:
     return Config.load(environ={"ECS_INIT_PATH_PREFIX": _root(tmp_path, operator, instance)})
 
 
@@ -152,8 +152,14 @@ def test_each_class_is_one_line_capped_and_points_at_check(tmp_path: Any) -> Non
     assert all("run `amazon-ecs-init check` for details" in line for line in lines)
     kinds = [kind for kind, _ in found.summary_by_kind()]
     assert kinds == [
-        cp.MALFORMED, cp.UNKNOWN_KEY, cp.DUPLICATE_KEY, cp.BOOLEAN, cp.JSON_VALUE, cp.SETTING, cp.SPEC,
-    ]  # fmt: skip
+        cp.MALFORMED,
+        cp.UNKNOWN_KEY,
+        cp.DUPLICATE_KEY,
+        cp.BOOLEAN,
+        cp.JSON_VALUE,
+        cp.SETTING,
+        cp.SPEC,
+    ]
     text = "\n".join(lines)
     operator = cfg.paths.ecs_config
     assert f"1 line(s) without KEY=VALUE, ignored (not passed to the agent): {operator} line(s) 3;" in text

@@ -287,7 +287,7 @@ def test_malformed_secret_line_is_shown_by_key_only_in_check(tmp_path) -> None: 
     os.makedirs(os.path.join(root, "etc/ecs"))
     with open(os.path.join(root, "etc/ecs/ecs.config"), "w") as fh:
         # (three good lines: a file mostly not KEY=VALUE would be refused as a whole, unlisted)
-        fh.write("ECS_CLUSTER=ops\n" + MALFORMED + "\nMY_TOKEN something=else\nECS_LOGLEVEL=info\nECS_RESERVED_MEMORY=32\n")
+        fh.write("ECS_CLUSTER=ops\n" + MALFORMED + "\nMY_TOKEN something=else\nECS_LOGLEVEL=info\nECS_DATADIR=/d\n")
     operator = envfile.read(os.path.join(root, "etc/ecs/ecs.config"))
     found = config_problems.find(Config.load(environ={"ECS_INIT_PATH_PREFIX": root}))
     results = [c for c in check_config.check_keys(found) if c.name == "config.unknown-key"]

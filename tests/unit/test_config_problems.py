@@ -261,7 +261,7 @@ def test_start_logs_one_warning_per_class(tmp_path: Any) -> None:
     assert all(want.replace('"', '\\"') in got for want, got in zip(expected, warnings))
 
 
-@pytest.mark.parametrize("action", ["status", "check", "render", "stop"])
+@pytest.mark.parametrize("action", ["status", "check", "render", "stop", "start"])
 def test_unusable_file_is_logged_in_logfmt_by_every_action(tmp_path: Any, action: str) -> None:
     root = _root(tmp_path)
     big = os.path.join(root, "etc/ecs/ecs.config")
@@ -272,7 +272,7 @@ def test_unusable_file_is_logged_in_logfmt_by_every_action(tmp_path: Any, action
     assert len(lines) == 1 and lines[0].startswith("level=error time=") and f"config file {big}" in lines[0]
     if action == "check":
         assert "FAIL  config.operator" in proc.stdout and "larger than" in proc.stdout
-    if action == "stop":  # an action that writes ecs-init.log has the line there too
+    if action in ("stop", "start"):  # an action that writes ecs-init.log has the line there too
         assert lines[0].split(" time=", 1)[1].split(" ", 1)[1] in _log(root)
 
 

@@ -140,14 +140,15 @@ def test_status_shows_the_state_files_value_and_the_tarball_truthfully(tmp_path:
     assert (part["state"], part["state_name"], part["state_file_reading"]) == (2, "reload", "holds 2 (reload)")
     assert (part["effective_state"], part["effective_state_name"]) == (0, "uncached")
     assert part["effective_reason"] == "the tarball is missing" and part["tarball_present"] is False
-    text = status.format_human(_report(host, cache_part=part))
+    text = status.format_human(_report(host, cache=part))
     assert f"state file:    {host.paths.cache_state} holds 2 (reload)" in text
     assert f"tarball:       {host.paths.cache_tarball} (missing)" in text
     assert "cache state:   0 (uncached): the tarball is missing" in text
+    jsonschema.validate(_report(host, cache=part), _schema("status.schema.json"))
     host.tarball(NEW)
     part = status.cache_part(host.ctx)
     assert (part["state"], part["effective_state"], part["tarball_present"]) == (2, 2, True)
-    assert "cache state:" not in status.format_human(_report(host, cache_part=part))
+    assert "cache state:" not in status.format_human(_report(host, cache=part))
 
 
 # ---------------------------------------------------------------- item 4: reload-cache is history too

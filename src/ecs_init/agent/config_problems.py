@@ -100,7 +100,7 @@ class ConfigProblems:
                 by_file: dict[str, list[str]] = {}
                 for p in found[: SHOWN * 2]:
                     by_file.setdefault(p.file, []).append(str(p.details["line"]))
-                named = "; ".join(f"{path} line(s) {', '.join(lines)}" for path, lines in by_file.items())
+                named = "; ".join(f"{path} line(s) {', '.join(numbers)}" for path, numbers in by_file.items())
                 more = f" and {total - SHOWN * 2} more" if total > SHOWN * 2 else ""
             else:
                 named = "; ".join(p.item for p in found[:SHOWN])
@@ -150,8 +150,16 @@ def find(cfg: Config) -> ConfigProblems:
     out = ConfigProblems()
     files = [f for f in cfg.files if f.present]
     for cf, line in zip((f for f in cfg.files if f.error), cfg.file_errors()):
-        out.add(Problem(FILE, True, f"{cf.path} {cf.error}", f"make {cf.path} a readable KEY=VALUE text file",
-                        line, file=cf.path))  # fmt: skip
+        out.add(
+            Problem(
+                FILE,
+                True,
+                f"{cf.path} {cf.error}",
+                f"make {cf.path} a readable KEY=VALUE text file",
+                line,
+                file=cf.path,
+            )
+        )
     for cf, line in zip((f for f in cfg.files if f.refusal), cfg.refusals()):
         out.add(
             Problem(
@@ -175,7 +183,7 @@ def find(cfg: Config) -> ConfigProblems:
                     f"{cf.path}:{number}",
                     file=cf.path,
                     details={"file": cf.path, "line": number},
-                )  # fmt: skip
+                )
             )
     _keys(out, files)
     _booleans(out, files)
@@ -231,8 +239,11 @@ def _keys(out: ConfigProblems, files: list[EnvFile]) -> None:
             else:
                 hint = "check the spelling against the ECS agent's configuration documentation"
             item = f"{shown} at {where}" + (f" (did you mean {suggestion}?)" if suggestion else "")
-            out.add(Problem(UNKNOWN_KEY, False, f"unknown key {shown} at {where}", hint, item, file=cf.path,
-                            details=details))  # fmt: skip
+            out.add(
+                Problem(
+                    UNKNOWN_KEY, False, f"unknown key {shown} at {where}", hint, item, file=cf.path, details=details
+                )
+            )
     out.keys = len(keys)
 
 
@@ -252,15 +263,35 @@ def _booleans(out: ConfigProblems, files: list[EnvFile]) -> None:
                 reason = (
                     f"{written} at {where} is not a boolean (ecs-init reads it as false, the agent uses its default)"
                 )
-                out.add(Problem(BOOLEAN, True, reason, "use true or false", f"{written} at {where} is not a boolean",
-                                key=entry.key, file=cf.path, details=details))  # fmt: skip
+                out.add(
+                    Problem(
+                        BOOLEAN,
+                        True,
+                        reason,
+                        "use true or false",
+                        f"{written} at {where} is not a boolean",
+                        key=entry.key,
+                        file=cf.path,
+                        details=details,
+                    )
+                )
                 continue
             disagreement = settings.rules_disagree(own, entry.value) if own is not None else None
             if disagreement is not None:
                 on = settings.read_flag(own, entry.value)[0] if own is not None else False
                 item = f"{written} at {where} is {'on' if on else 'off'} for ecs-init but on for ParseBool readers"
-                out.add(Problem(BOOLEAN, False, f"{disagreement} (at {where})", "write true or false", item,
-                                key=entry.key, file=cf.path, details=details))  # fmt: skip
+                out.add(
+                    Problem(
+                        BOOLEAN,
+                        False,
+                        f"{disagreement} (at {where})",
+                        "write true or false",
+                        item,
+                        key=entry.key,
+                        file=cf.path,
+                        details=details,
+                    )
+                )
 
 
 def _json_values(out: ConfigProblems, files: list[EnvFile]) -> None:

@@ -1,6 +1,6 @@
 # Developer entry points. Every target that needs root, Docker or system
 # packages sets them up itself through scripts/setup.sh.
-.PHONY: get-deps test lint demo standin bench rpm deb zipapp clean
+.PHONY: get-deps test lint mutation demo standin bench rpm deb zipapp clean
 
 OUT ?= out
 
@@ -12,6 +12,9 @@ test:                ## the whole test suite (installs and starts what it needs)
 
 lint:                ## ruff + mypy
 	./scripts/lint
+
+mutation:            ## mutation score of the pure modules (slow benchmark, not part of test)
+	./scripts/mutation
 
 demo:                ## bring up the supervised stand-in agent in a namespace and show /v1/metadata
 	./scripts/demo

@@ -23,6 +23,7 @@ AGENT_REPOSITORY, AGENT_TAG = AGENT_IMAGE.rsplit(":", 1)
 
 DEFAULT_CREDENTIALS_FETCHER_SOCKET = "/var/credentials-fetcher/socket/credentials_fetcher.sock"
 DOCKER_SOCKET_TARGET = "/var/run/docker.sock"
+UNIX_SCHEME = "unix://"
 
 SUPPORTED_LOG_DRIVERS = ("awslogs", "fluentd", "gelf", "json-file", "journald", "logentries", "syslog", "splunk")
 
@@ -88,11 +89,16 @@ class ContainerSpec:
         }
 
 
+def unix_socket_path(url: Optional[str]) -> Optional[str]:
+    """The path of a ``unix://`` URL (possibly empty); None for anything else."""
+    if url is not None and url.startswith(UNIX_SCHEME):
+        return url[len(UNIX_SCHEME) :]
+    return None
+
+
 def credentials_fetcher_socket(cfg: Config) -> str:
-    host = cfg.environ.get("CREDENTIALS_FETCHER_HOST", "")
-    if host.startswith("unix://") and len(host) > len("unix://"):
-        return host[len("unix://") :]
-    return DEFAULT_CREDENTIALS_FETCHER_SOCKET
+    """The socket of ``CREDENTIALS_FETCHER_HOST=unix://<path>`` (process env), else the default."""
+    return unix_socket_path(cfg.environ.get("CREDENTIALS_FETCHER_HOST")) or DEFAULT_CREDENTIALS_FETCHER_SOCKET
 
 
 def gmsa_domain_joined(cfg: Config, realm_output: str) -> bool:
@@ -170,13 +176,13 @@ def parse_labels(raw: str) -> tuple[dict[str, str], Optional[str]]:
 
 
 def docker_socket_bind(cfg: Config) -> str:
-    process_host = cfg.environ.get("DOCKER_HOST", "")
-    if process_host.startswith("unix://"):
-        source = process_host[len("unix://") :]
-        file_host = cfg.merged.get("DOCKER_HOST", "")
-        target = file_host[len("unix://") :] if file_host.startswith("unix://") else DOCKER_SOCKET_TARGET
-        return f"{source}:{target or DOCKER_SOCKET_TARGET}"
-    return "/var/run:/var/run"
+    """The process env's ``unix://`` DOCKER_HOST mounted where the files' one points (default
+    /var/run/docker.sock); without one, the whole /var/run."""
+    source = unix_socket_path(cfg.environ.get("DOCKER_HOST"))
+    if source is None:
+        return "/var/run:/var/run"
+    target = unix_socket_path(cfg.merged.get("DOCKER_HOST")) or DOCKER_SOCKET_TARGET
+    return f"{source}:{target}"
 
 
 def build_binds(cfg: Config, facts: HostFacts, env: dict[str, str]) -> list[str]:
@@ -221,16 +227,13 @@ def build_binds(cfg: Config, facts: HostFacts, env: dict[str, str]) -> list[str]
 
 
 def build_log_config(cfg: Config, warnings: list[str]) -> dict[str, Any]:
-    driver = cfg.setting("ECS_LOG_DRIVER")
-    options: dict[str, str] = {}
-    drop_options = False
-    if driver and driver not in SUPPORTED_LOG_DRIVERS:
-        warnings.append(f"ECS_LOG_DRIVER={driver!r} is not supported; using json-file")
-        driver = "json-file"
-        drop_options = True
-    driver = driver or "json-file"
+    driver = cfg.setting("ECS_LOG_DRIVER") or "json-file"
     raw_opts = cfg.setting("ECS_LOG_OPTS")
-    if raw_opts and not drop_options:
+    if driver not in SUPPORTED_LOG_DRIVERS:
+        warnings.append(f"ECS_LOG_DRIVER={driver!r} is not supported; using json-file")
+        driver, raw_opts = "json-file", ""  # the options were meant for the other driver
+    options: dict[str, str] = {}
+    if raw_opts:
         try:
             parsed = json.loads(raw_opts)
             if not isinstance(parsed, dict):
@@ -238,7 +241,6 @@ def build_log_config(cfg: Config, warnings: list[str]) -> dict[str, Any]:
             options = {str(k): str(v) for k, v in parsed.items()}
         except (ValueError, RecursionError) as err:
             warnings.append(f"ECS_LOG_OPTS is not a valid JSON object ({err}); ignoring it")
-            options = {}
     if driver == "json-file" and not options:
         options = {
             "max-size": cfg.setting("ECS_INIT_DOCKER_LOG_FILE_SIZE") or "16m",
@@ -250,7 +252,7 @@ def build_log_config(cfg: Config, warnings: list[str]) -> dict[str, Any]:
 def build_spec(cfg: Config, facts: HostFacts, gpu_devices_appeared: Optional[bool] = None) -> ContainerSpec:
     warnings: list[str] = []
     env = build_env(cfg, facts, gpu_devices_appeared)
-    labels, label_error = parse_labels(env.get("ECS_AGENT_LABELS", ""))
+    labels, label_error = parse_labels(env["ECS_AGENT_LABELS"])  # always set: default_env has it
     if label_error:
         warnings.append(label_error)
     external = cfg.flag("ECS_EXTERNAL")

@@ -163,7 +163,7 @@ class RedactFilter(logging.Filter):
         except Exception:  # a broken format string must not crash logging
             message = str(record.msg)
         record.msg = redact_text(message)
-        record.args = None
+        record.args = ()
         return True
 
 
@@ -188,18 +188,17 @@ def _nested_secrets(doc: Any) -> list[str]:
         return []
 
 
-def _walk_secrets(doc: Any) -> list[str]:
-    found: list[str] = []
+def _walk_secrets(doc: Any, under_secret_key: bool = False) -> list[str]:
+    """Every string under a secret-named key (in lists and objects below it too)."""
+    if isinstance(doc, str):
+        return [doc] if under_secret_key else []
     if isinstance(doc, dict):
-        for key, value in doc.items():
-            if isinstance(value, str) and is_secret_key(str(key)):
-                found.append(value)
-            else:
-                found.extend(_walk_secrets(value))
-    elif isinstance(doc, list):
-        for item in doc:
-            found.extend(_walk_secrets(item))
-    return found
+        return [
+            s for key, value in doc.items() for s in _walk_secrets(value, under_secret_key or is_secret_key(str(key)))
+        ]
+    if isinstance(doc, list):
+        return [s for item in doc for s in _walk_secrets(item, under_secret_key)]
+    return []
 
 
 def redact_json(doc: Any) -> Any:

@@ -76,7 +76,7 @@ GROUPS: tuple[Group, ...] = (
     ),
     Group(
         "cache decision",
-        {"src/ecs_init/cache.py": ("parse_state", "read_state", "decide", "write_state")},
+        {"src/ecs_init/cache.py": ("parse_state", "read_state", "decide", "unknown_state_message", "write_state")},
         ("test_cache_logic.py", "test_property_cache.py"),
     ),
     Group(

@@ -34,7 +34,7 @@ class Paths:
 
     def host(self, path: str) -> str:
         """Map a real absolute path to its location under the prefix."""
-        return self.prefix + path if self.prefix else path
+        return self.prefix + path
 
     # /etc/ecs
     @property
@@ -340,8 +340,7 @@ def platform_family(os_release: Mapping[str, str]) -> str:
 
 def detailed_os_family(os_release: Mapping[str, str]) -> str:
     """``ECS_DETAILED_OS_FAMILY``: ``<ID>_<VERSION_ID>`` as written, or ``linux`` when either is missing."""
-    os_id = os_release.get("ID", "")
-    version = os_release.get("VERSION_ID", "")
+    os_id, version = os_release.get("ID"), os_release.get("VERSION_ID")
     return f"{os_id}_{version}" if os_id and version else "linux"
 
 
@@ -405,15 +404,15 @@ class Config:
 
         A doubtful value is logged once per Config as a warning.
         """
-        value, problem = read_bool(key, self.setting(key, ""))
+        value, problem = read_bool(key, self.setting(key))
         if problem is not None and key not in self._warned:
             self._warned.add(key)
             log.warning("%s", problem)
         return value
 
     def number(self, key: str, default: float) -> float:
-        raw = self.setting(key, "")
-        if raw == "":
+        raw = self.setting(key)
+        if not raw:
             return default
         try:
             value = float(raw)
@@ -427,4 +426,4 @@ class Config:
 
     def docker_host(self) -> str:
         """The Docker endpoint this program talks to (process env only)."""
-        return self.environ.get("DOCKER_HOST", "") or "unix:///var/run/docker.sock"
+        return self.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"

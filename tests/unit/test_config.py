@@ -96,3 +96,102 @@ def test_version_tuple() -> None:
     assert version_tuple("1.41") < version_tuple("1.44")
     assert version_tuple("1.9") < version_tuple("1.25")
     assert version_tuple("junk") == (0,)
+
+
+# ---------------------------------------------------------------- exact answers (issue 21)
+
+
+def test_paths_from_the_environment() -> None:
+    assert Paths.from_env({}).prefix == ""
+    assert Paths.from_env({"ECS_INIT_PATH_PREFIX": "/opt/BOX//"}).prefix == "/opt/BOX"
+    assert Paths.from_env({"ECS_INIT_PATH_PREFIX": "/"}).ecs_config == "/etc/ecs/ecs.config"
+
+
+def test_paths_from_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ECS_INIT_PATH_PREFIX", "/srv/root")
+    assert Paths.from_env().prefix == "/srv/root"
+    cfg = Config.load()
+    assert cfg.paths == Paths(prefix="/srv/root") and cfg.environ["ECS_INIT_PATH_PREFIX"] == "/srv/root"
+
+
+def test_config_load_takes_the_prefix_from_the_given_environment(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    os.makedirs(tmp_path / "etc/ecs")
+    (tmp_path / "etc/ecs/ecs.config").write_text("ECS_CLUSTER=prefixed\n")
+    cfg = Config.load({"ECS_INIT_PATH_PREFIX": str(tmp_path)})
+    assert cfg.paths == Paths(prefix=str(tmp_path))
+    assert cfg.operator == {"ECS_CLUSTER": "prefixed"} and cfg.instance == {}
+    given = Paths(prefix=str(tmp_path / "other"))
+    assert Config.load({}, given).paths is given
+
+
+def test_setting_default_is_empty() -> None:
+    cfg = Config(paths=Paths(), environ={"A": ""}, operator={"B": "b"})
+    assert cfg.setting("UNSET") == ""
+    assert cfg.setting("A", "d") == ""  # set, even empty, in the process env
+    assert cfg.setting("B", "d") == "b"
+
+
+def test_an_unset_switch_is_off_and_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    cfg = Config(paths=Paths(), environ={})
+    for key in ("ECS_EXTERNAL", "ECS_SKIP_LOCALHOST_TRAFFIC_FILTER"):
+        assert cfg.flag(key) is False
+    assert caplog.records == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        (None, 60.0),
+        ("", 60.0),
+        ("2.5", 2.5),
+        ("0", 0.0),
+        ("0.5", 0.5),
+        ("1e3", 1000.0),
+        ("-1", 60.0),
+        ("-0.001", 60.0),
+        ("nan", 60.0),
+        ("NaN", 60.0),
+        ("ten", 60.0),
+    ],
+)
+def test_number_accepts_only_non_negative_numbers(raw: str | None, value: float) -> None:
+    """ECS_INIT_BACKOFF_RESET_SECONDS=nan would never reset the backoff; -1 would reset it always."""
+    environ = {} if raw is None else {"ECS_INIT_BACKOFF_RESET_SECONDS": raw}
+    assert Config(paths=Paths(), environ=environ).number("ECS_INIT_BACKOFF_RESET_SECONDS", 60.0) == value
+
+
+def test_number_from_the_files_and_process_env_first() -> None:
+    cfg = Config(paths=Paths(), environ={"N": "3"}, operator={"N": "4", "M": "5"})
+    assert cfg.number("N", 1.0) == 3.0
+    assert cfg.number("M", 1.0) == 5.0
+
+
+def test_number_out_of_range_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    cfg = Config(paths=Paths(), environ={"N": "nan", "M": "x"})
+    cfg.number("N", 1.0)
+    cfg.number("M", 1.0)
+    assert [r.getMessage() for r in caplog.records] == [
+        "N='nan' is out of range; using 1.0",
+        "M='x' is not a number; using 1.0",
+    ]
+
+
+def test_docker_host() -> None:
+    assert Config(paths=Paths(), environ={}).docker_host() == "unix:///var/run/docker.sock"
+    assert Config(paths=Paths(), environ={"DOCKER_HOST": ""}).docker_host() == "unix:///var/run/docker.sock"
+    assert Config(paths=Paths(), environ={"DOCKER_HOST": "unix:///x.sock"}).docker_host() == "unix:///x.sock"
+    # only the process environment counts
+    assert (
+        Config(paths=Paths(), environ={}, operator={"DOCKER_HOST": "unix:///y"}).docker_host().endswith("docker.sock")
+    )
+
+
+def test_env_file_size_boundary(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Exactly 1 MiB is read; one byte more and the file is refused."""
+    limit = 1024 * 1024
+    exact = tmp_path / "exact"
+    exact.write_bytes(b"A=1\n" + b"#" * (limit - 4))
+    assert read_env_file(str(exact)) == {"A": "1"}
+    over = tmp_path / "over"
+    over.write_bytes(b"A=1\n" + b"#" * (limit - 3))
+    assert read_env_file(str(over)) == {}

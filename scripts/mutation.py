@@ -103,7 +103,7 @@ GROUPS: tuple[Group, ...] = (
     Group(
         "volume options",
         {"src/ecs_init/volume_plugin/drivers.py": ALL},
-        ("test_volume_plugin_state.py", "test_volume_plugin_host.py"),
+        ("test_volume_plugin_drivers.py", "test_volume_plugin_state.py", "test_volume_plugin_host.py"),
     ),
     Group(
         "volume state",

@@ -221,6 +221,7 @@ def _go_volume(name: Any, entry: Any, volumes_dir: str, problems: list[str]) -> 
     volume_type = _string(entry.get("type"), "type")
     driver_for(volume_type)
     options = _options(entry.get("options"))
+    path = _path(entry.get("path"), checked, volumes_dir)
     try:
         mount_argv(volume_type, options, "/")
     except VolumeError as err:
@@ -245,7 +246,7 @@ def _go_volume(name: Any, entry: Any, volumes_dir: str, problems: list[str]) -> 
     return Volume(
         name=checked,
         type=volume_type,
-        path=_path(entry.get("path"), checked, volumes_dir),
+        path=path,
         options=options,
         created_at=created or "",
         mounts=mounts,
@@ -462,9 +463,9 @@ class Registry:
                 return []
             before = self._snapshot()
             for name in stale:
-                path = self._volumes[name].path
-                log.warning("volume %s is no longer mounted at %s; clearing its mount counts", name, path)
-                self._volumes[name].mounts.clear()
+                volume = self._volumes[name]
+                log.warning("volume %s is no longer mounted at %s; clearing its mount counts", name, volume.path)
+                volume.mounts.clear()
             try:
                 self._save(before)
             except VolumeError:

@@ -4,13 +4,16 @@
 #   amazon-ecs-init            zipapp, entry ecs_init.cli:main
 #   amazon-ecs-volume-plugin   zipapp, entry ecs_init.volume_plugin.server:main
 #                              (only when src/ecs_init/volume_plugin/server.py exists)
-#   ecs-agent.tar              the bundled agent image (the stand-in, variant v1)
+#   version, agent-version     the program's version and the agent version it is
+#                              built for (from src/ecs_init/__init__.py)
+# The agent tarball is not built here: packages take it from AGENT_TARBALL
+# (packaging/install-tree.sh).
 #
 # usage: packaging/build-artifacts.sh BUILDDIR
 # env:   ECS_PYTHON   shebang interpreter of the zipapps (default /usr/bin/python3)
 #        PYTHON       Python that runs the build (default python3)
-#        ECS_DEPS_DIR pre-installed dependency tree to bundle (default: vendor/
-#                     beside src/ when present, else pip install --target)
+#        ECS_DEPS_DIR vendored nvidia-ml-py to bundle (default: vendor/ beside
+#                     src/ when present, else pip install --target)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(dirname "$here")
@@ -26,9 +29,12 @@ if [ -f "$top/src/ecs_init/volume_plugin/server.py" ]; then
     "$py" "$here/build-zipapp.py" "$out/amazon-ecs-volume-plugin" --interpreter "$interp" \
         --source "$top/src/ecs_init" --deps-cache "$deps" --entry ecs_init.volume_plugin.server:main
 fi
-
-standin=$(mktemp -d)
-trap 'rm -rf "$standin"' EXIT
-"$py" "$top/standin/build.py" "$standin" >/dev/null
-cp "$standin/ecs-agent-v1.tar" "$out/ecs-agent.tar"
+"$py" - "$top/src" "$out" <<'PY'
+import os, sys
+sys.path.insert(0, sys.argv[1])
+import ecs_init
+for name, value in (("version", ecs_init.__version__), ("agent-version", ecs_init.AGENT_VERSION)):
+    with open(os.path.join(sys.argv[2], name), "w") as fh:
+        fh.write(value + "\n")
+PY
 echo "build-artifacts: $(ls "$out" | tr '\n' ' ')in $out" >&2

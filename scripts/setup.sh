@@ -58,9 +58,31 @@ start_dockerd() {
   exit 1
 }
 
+find_python39() {
+  # The oldest Python the program supports (RHEL 9's): the packaging tests run
+  # the built zipapp under it. Debian 12 has no python3.9 package; the machine
+  # image's pyenv does. Exported for the tests; they skip, saying so, without one.
+  local candidate
+  for candidate in "${ECS_INIT_PYTHON39:-}" "$(command -v python3.9 || true)" \
+      "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.9*/bin/python3.9 /usr/bin/python3.9 /usr/local/bin/python3.9; do
+    if [ -n "$candidate" ] && [ -x "$candidate" ] &&
+        [ "$("$candidate" -c 'import sys; print(sys.version_info[:2] == (3, 9))' 2>/dev/null)" = True ]; then
+      export ECS_INIT_PYTHON39="$candidate"
+      return 0
+    fi
+  done
+  if apt-cache show python3.9 >/dev/null 2>&1; then
+    echo "== installing python3.9"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3.9 >/dev/null &&
+      export ECS_INIT_PYTHON39=/usr/bin/python3.9 && return 0
+  fi
+  echo "== no Python 3.9 found (PATH, pyenv, apt): the zipapp-under-3.9 tests will skip" >&2
+}
+
 setup_all() {
   need_root
   install_system_packages
   create_venv
+  find_python39
   start_dockerd
 }

@@ -51,7 +51,10 @@ def usage() -> str:
 
 
 def version_text() -> str:
-    return f"amazon-ecs-init version {__version__}\nECS agent version {AGENT_VERSION}"
+    """Line 1 exactly as the Go program prints it (scripts parse it); line 2 the agent version."""
+    from ecs_init import versioninfo
+
+    return f"{versioninfo.version_line(__version__)}\nECS agent version {AGENT_VERSION}"
 
 
 def _resolve(target: str) -> Callable[..., int]:
@@ -67,6 +70,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(usage(), file=sys.stdout if args else sys.stderr)
         return 0 if args else 1
     action, rest = args[0], args[1:]
+    if action == "--version":
+        action = "version"
     if action not in ACTIONS:
         print(f"amazon-ecs-init: unknown action {action!r}\n\n{usage()}", file=sys.stderr)
         return 1

@@ -22,7 +22,7 @@ def test_unknown_action_exit_1(capsys) -> None:  # type: ignore[no-untyped-def]
 def test_version(capsys) -> None:  # type: ignore[no-untyped-def]
     assert cli.main(["version"]) == 0
     out = capsys.readouterr().out
-    assert "amazon-ecs-init version" in out and "v1.105.1" in out
+    assert out.startswith("ecs-init version ") and "v1.105.1" in out
 
 
 def test_version_does_not_import_docker() -> None:

@@ -195,30 +195,60 @@ def test_man_page_renders_without_warnings() -> None:
 # ----------------------------------------------------------- package metadata
 
 
+def _source_version() -> str:
+    match = re.search(r'^__version__ = "([^"]+)"$', read(os.path.join(ROOT, "src", "ecs_init", "__init__.py")), re.M)
+    assert match
+    return match.group(1)
+
+
 def test_versions_agree() -> None:
-    pyproject = re.search(r'^version = "([0-9.]+?)(\.post\d+)?"', read(os.path.join(ROOT, "pyproject.toml")), re.M)
-    assert pyproject
+    """One version string: pyproject reads ecs_init.__version__; the RPM spec and debian/changelog match it."""
+    pyproject = read(os.path.join(ROOT, "pyproject.toml"))
+    assert 'dynamic = ["version"]' in pyproject
+    assert 'version = {attr = "ecs_init.__version__"}' in pyproject
+    project = re.search(r"^\[project\]\n(.*?)^\[", pyproject, re.M | re.S)
+    assert project and not re.search(r"^version\s*=", project.group(1), re.M)  # no second copy
+    version = _source_version()
     spec = re.search(r"^Version:\s+(\S+)", read(os.path.join(PKG, "rpm", "amazon-ecs-init.spec")), re.M)
-    deb = re.match(r"amazon-ecs-init \(([^)-]+)-\d+\)", read(os.path.join(ROOT, "debian", "changelog")))
+    deb = re.match(r"amazon-ecs-init \(([^)]+)-(\d+)\)", read(os.path.join(ROOT, "debian", "changelog")))
     assert spec and deb
-    assert spec.group(1) == deb.group(1) == pyproject.group(1)
+    assert spec.group(1) == deb.group(1) == version
+    changelog = re.search(r"^%changelog\n\* .* - (\S+)$", read(os.path.join(PKG, "rpm", "amazon-ecs-init.spec")), re.M)
+    assert changelog and changelog.group(1).startswith(version + "-")
+
+
+def test_version_scheme_is_agent_version_dot_post() -> None:
+    """<agent version>.post<N>: the README's "Versions and upgrades" rests on this shape."""
+    from ecs_init import AGENT_VERSION
+
+    version = _source_version()
+    assert re.fullmatch(r"\d+\.\d+\.\d+\.post\d+", version), version
+    assert "v" + version.split(".post")[0] == AGENT_VERSION
 
 
 def test_debian_control_depends() -> None:
     control = read(os.path.join(ROOT, "debian", "control"))
-    depends = re.search(r"^Depends: (.*)$", control, re.M)
+    depends = re.search(r"^Depends: (.*(?:\n .*)*)", control, re.M)
     assert depends
-    items = [d.strip() for d in depends.group(1).split(",")]
-    assert "docker.io | docker-ce" in items
-    assert "iptables" in items
-    assert "python3 (>= 3.9)" in items
+    items = [d.strip() for d in depends.group(1).replace("\n", " ").split(",")]
+    assert items == [
+        "docker.io (>= 20.10) | docker-ce (>= 5:20.10)",
+        "iptables",
+        "procps",
+        "iproute2",
+        "systemd",
+        "python3 (>= 3.9)",
+        "${misc:Depends}",
+    ]
+    assert re.search(r"^Architecture: amd64 arm64$", control, re.M)
 
 
 def test_rpm_spec_flavour_macro() -> None:
     spec = read(os.path.join(PKG, "rpm", "amazon-ecs-init.spec"))
     assert "%bcond_with upstart" in spec and "%bcond_without upstart" in spec
     assert "%config(noreplace) %attr(0600,root,root) %{_sysconfdir}/ecs/ecs.config\n" in spec
-    assert "echo 2 > %{_localstatedir}/cache/ecs/state" in spec
+    assert "echo %{agent_state} > %{_localstatedir}/cache/ecs/state" in spec
+    assert "ExclusiveArch:  x86_64 aarch64\n" in spec
 
 
 # ----------------------------------------------- systemd's EnvironmentFile=

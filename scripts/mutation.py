@@ -369,6 +369,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the groups and exit")
     parser.add_argument("--survivors", action="store_true", help="print the diff of every survivor and untested mutant")
     args = parser.parse_args(argv)
+    os.chdir(REPO)
     by_slug = {slug(g.name): g for g in GROUPS}
     if args.list:
         for g in GROUPS:
@@ -379,6 +380,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     if unknown:
         parser.error(f"unknown group(s) {', '.join(unknown)}; known: {', '.join(by_slug)}")
     chosen = [by_slug[slug(name)] for name in args.groups] or list(GROUPS)
+    missing = [p for g in chosen for p in (*g.functions, *(UNIT + t for t in g.tests)) if not os.path.isfile(p)]
+    if missing:  # a module or test file moved: GROUPS must follow
+        parser.error(f"GROUPS names files that do not exist: {', '.join(missing)}")
     if importlib.util.find_spec("mutmut") is None:
         raise SystemExit("mutmut is not installed in this interpreter: pip install -e '.[test]'")
     started = time.monotonic()

@@ -18,7 +18,8 @@ install_system_packages() {
   # binary:package pairs; install everything when any is missing
   local wanted="dockerd:docker.io iptables:iptables ip6tables:iptables busybox:busybox-static ip:iproute2 sysctl:procps
     rpmbuild:rpm dpkg-buildpackage:dpkg-dev dh:debhelper fakeroot:fakeroot apparmor_parser:apparmor
-    systemd-analyze:systemd nroff:groff-base rpm2archive:rpm python3:python3 curl:curl mount:mount"
+    systemd-analyze:systemd nroff:groff-base rpm2archive:rpm python3:python3 curl:curl mount:mount
+    make:make mmdebstrap:mmdebstrap"
   local missing="" pair bin pkg
   for pair in $wanted; do
     bin="${pair%%:*}"; pkg="${pair#*:}"

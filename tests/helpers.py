@@ -52,7 +52,9 @@ def docker(*args: str, check: bool = True) -> str:
 
 
 def inspect(name: str) -> dict[str, Any] | None:
-    proc = subprocess.run(["docker", "inspect", name], capture_output=True, text=True)
+    # `docker container inspect`: a bare `docker inspect` of a missing name also asks every
+    # volume plugin, which takes 15 s when a registered plugin no longer answers
+    proc = subprocess.run(["docker", "container", "inspect", name], capture_output=True, text=True)
     if proc.returncode != 0:
         return None
     return json.loads(proc.stdout)[0]  # type: ignore[no-any-return]

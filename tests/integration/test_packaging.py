@@ -22,6 +22,9 @@ temporary directory (release packages never contain it).
   swapped, A's file removed, as rpm and dpkg do), then an exit-42 self-update
   that needs imports A had not made yet.
 
+The .deb installed with dpkg on a host booted with the real systemd, and its
+unit driven with systemctl, is tests/integration/test_systemd_real.py.
+
 Until the Engine client replaces the Docker SDK (the program still imports
 ``docker`` while that work is unmerged), the zipapp cannot talk to Docker on
 its own: the Docker-facing tests then run it with the test venv's
@@ -49,13 +52,13 @@ import zipfile
 from typing import Any
 
 import pytest
-from helpers import inspect, metadata, tarball_image_id, wait_metadata, wait_until
+from helpers import metadata, wait_metadata, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-import systemd_exec as sx  # noqa: E402
+import unit_file as uf  # noqa: E402
 
 pytestmark = [pytest.mark.slow]
 
@@ -63,7 +66,6 @@ PKG = os.path.join(ROOT, "packaging")
 SRC = os.path.join(ROOT, "src", "ecs_init")
 PROGRAM = "/usr/libexec/amazon-ecs-init"
 PLUGIN = "/usr/libexec/amazon-ecs-volume-plugin"
-AGENT_CREDENTIALS_PORT = 51679
 HAS_PLUGIN = os.path.exists(os.path.join(SRC, "volume_plugin", "server.py"))
 
 
@@ -471,7 +473,7 @@ def test_rpm_flavours(flavour: str, args: tuple[str, ...], vendor: str, tmp_path
     tree = _rpm_tree(path, tmp_path / "tree")
     if flavour == "amzn":
         assert re.search(rf"-{re.escape(VERSION)}-1\.x86_64\.rpm$", path)
-        unit = sx.parse_unit(str(tree / "usr/lib/systemd/system/ecs.service"))
+        unit = uf.parse_unit(str(tree / "usr/lib/systemd/system/ecs.service"))
         assert unit.words("Unit", "After") == ["docker.service", "cloud-final.service"]
         assert unit.values("Unit", "Wants") == ["docker.service"]
     else:
@@ -1125,77 +1127,6 @@ def test_running_supervisor_survives_an_in_place_upgrade(
     assert code == 0, text[-3000:]
     for bad in ("ZipImportError", "Traceback", "bad local file header", "ImportError"):
         assert bad not in text + _read(prefix + "/var/log/ecs/ecs-init.log"), bad
-
-
-# ------------------------------------------------- the installed program runs
-
-
-def _wrapper(tmp_path: pathlib.Path, program: str) -> str:
-    """An executable that runs ``program`` as its shebang would (see program_command)."""
-    argv, extra = program_command(program)
-    path = tmp_path / "run-program"
-    env = " ".join(f"{k}={v}" for k, v in extra.items())
-    path.write_text("#!/bin/sh\nexec env " + env + " " + " ".join(argv) + ' "$@"\n')
-    path.chmod(0o755)
-    return str(path)
-
-
-@pytest.mark.docker
-@pytest.mark.netns
-def test_installed_package_runs_the_unit_against_docker(
-    installed: str, deb_agent: str, netns: str, docker_lock: None, tmp_path: pathlib.Path
-) -> None:
-    root = str(tmp_path / "root")
-    shutil.copytree(installed, root, symlinks=True)
-    post = sh("dpkg-deb", "-I", deb_agent, "postinst")
-    _run_scriptlet(post, root, tmp_path, "configure", "")
-    with open(root + "/etc/ecs/ecs.config", "w") as fh:
-        fh.write("ECS_CLUSTER=from-package-test\n")
-    unit = sx.parse_unit(root + "/lib/systemd/system/ecs.service")
-    runner = sx.ServiceRunner(
-        unit,
-        path_map={PROGRAM: _wrapper(tmp_path, root + PROGRAM)},
-        root=root,
-        base_env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "ECS_INIT_PATH_PREFIX": root, "ECS_LOGLEVEL": "debug"},
-        wrapper=["ip", "netns", "exec", netns],
-        timeout=120,
-    )
-    seen: dict[str, object] = {}
-
-    def probe() -> None:
-        seen["metadata"] = wait_metadata(timeout=60)
-        seen["container"] = inspect("ecs-agent")
-        seen["rules"] = _iptables(netns)
-
-    run = runner.cycle(stop_after=1.0, before_stop=probe)
-    assert [s.phase for s in run.steps] == ["ExecStartPre", "ExecStart", "ExecStop", "ExecStopPost"]
-    rcs = {s.phase: s.returncode for s in run.steps}
-    assert rcs["ExecStartPre"] == rcs["ExecStop"] == rcs["ExecStopPost"] == 0, rcs
-    # `start` exits 0 once `stop` has stopped the agent; if it is still tearing
-    # down when systemd sends SIGTERM after ExecStop, that is a clean end too
-    assert rcs["ExecStart"] in (0, -signal.SIGTERM)
-    assert run.result == "success"
-    assert not run.restart
-    meta = seen["metadata"]
-    assert isinstance(meta, dict), "the packaged agent never answered /v1/metadata"
-    assert AGENT_VERSION in json.dumps(meta)
-    container = seen["container"]
-    assert isinstance(container, dict)
-    assert container["Image"] == tarball_image_id(root + AGENT_TAR)
-    assert "ECS_CLUSTER=from-package-test" in container["Config"]["Env"]
-    assert _read(root + "/var/cache/ecs/state").strip() == "1"  # the packaged tarball (state 2) was loaded
-    state = inspect("ecs-agent")
-    assert state is None or not state["State"]["Running"]
-    assert metadata() is None
-    log = _read(root + "/var/log/ecs/ecs-init.log")
-    assert "pre-start" in log and "post-stop" in log
-    # pre-start's netfilter rules lived in the test's namespace only, and post-stop removed them
-    assert str(AGENT_CREDENTIALS_PORT) in str(seen["rules"])
-    assert str(AGENT_CREDENTIALS_PORT) not in _iptables(netns)
-
-
-def _iptables(netns: str) -> str:
-    return subprocess.run(["ip", "netns", "exec", netns, "iptables-save"], capture_output=True, text=True).stdout
 
 
 # ------------------------------------------------------------ pip installs

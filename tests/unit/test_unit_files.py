@@ -1,22 +1,18 @@
 """The service definitions, man page and package metadata of SPEC §12.
 
-The systemd unit is checked directive by directive, then run: its Exec*
-lines are executed in systemd's order with systemd's EnvironmentFile=
-semantics (tests/systemd_exec.py) against a fake program that records each
-action and the environment it got, and systemd's restart decision is
-applied to the fake agent's exit codes.
+The systemd units are checked directive by directive and by the real
+``systemd-analyze verify``. How systemd runs them (Exec* order,
+EnvironmentFile=, restarts, Type=notify) is proved against the real systemd
+in ``tests/integration/test_systemd_real.py``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
@@ -24,7 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-import systemd_exec as sx  # noqa: E402
+import unit_file as uf  # noqa: E402
 
 PKG = os.path.join(ROOT, "packaging")
 UNIT = os.path.join(PKG, "systemd", "ecs.service")
@@ -44,7 +40,7 @@ def read(path: str) -> str:
 
 @pytest.mark.parametrize("path", [UNIT, NOTIFY_UNIT])
 def test_unit_has_every_spec_directive(path: str) -> None:
-    unit = sx.parse_unit(path)
+    unit = uf.parse_unit(path)
     assert unit.values("Unit", "Wants") == ["docker.service"]
     assert unit.values("Unit", "PartOf") == ["docker.service"]
     assert "docker.service" in unit.words("Unit", "After")
@@ -68,17 +64,17 @@ def test_unit_has_every_spec_directive(path: str) -> None:
 
 
 def test_unit_types() -> None:
-    assert sx.parse_unit(UNIT).value("Service", "Type") == "simple"
-    notify = sx.parse_unit(NOTIFY_UNIT)
+    assert uf.parse_unit(UNIT).value("Service", "Type") == "simple"
+    notify = uf.parse_unit(NOTIFY_UNIT)
     assert notify.value("Service", "Type") == "notify"
     assert notify.value("Service", "NotifyAccess") == "main"
     assert notify.value("Service", "WatchdogSec")
-    assert sx.parse_unit(UNIT).value("Service", "WatchdogSec") is None
+    assert uf.parse_unit(UNIT).value("Service", "WatchdogSec") is None
 
 
 def test_notify_unit_differs_only_in_notify_directives() -> None:
-    plain = sx.parse_unit(UNIT).sections
-    notify = sx.parse_unit(NOTIFY_UNIT).sections
+    plain = uf.parse_unit(UNIT).sections
+    notify = uf.parse_unit(NOTIFY_UNIT).sections
     for extra in ("NotifyAccess", "WatchdogSec"):
         notify["Service"].pop(extra)
     notify["Service"]["Type"] = ["simple"]
@@ -249,202 +245,6 @@ def test_rpm_spec_flavour_macro() -> None:
     assert "%config(noreplace) %attr(0600,root,root) %{_sysconfdir}/ecs/ecs.config\n" in spec
     assert "echo %{agent_state} > %{_localstatedir}/cache/ecs/state" in spec
     assert "ExclusiveArch:  x86_64 aarch64\n" in spec
-
-
-# ----------------------------------------------- systemd's EnvironmentFile=
-
-
-def test_environment_file_grammar() -> None:
-    text = textwrap.dedent(
-        """\
-        # comment
-        ; another comment
-        ECS_CLUSTER=prod
-          SPACED  =  value with spaces   \t
-        DQ="a \\"quoted\\" $value \\n kept"
-        SQ='single # not a comment'
-        EMPTY=
-        CONT=one \\
-        two
-        MULTI="line one
-        line two"
-        not a key line
-        1BAD=ignored
-        MIXED=pre"mid"'post'
-        ECS_CLUSTER=later-wins
-        """
-    )
-    env = sx.parse_env_file_text(text)
-    assert env == {
-        "ECS_CLUSTER": "later-wins",
-        "SPACED": "value with spaces",
-        "DQ": 'a "quoted" $value \\n kept',
-        "SQ": "single # not a comment",
-        "EMPTY": "",
-        "CONT": "one two",
-        "MULTI": "line one\nline two",
-        "MIXED": "premidpost",
-    }
-
-
-def test_environment_files_later_wins_and_dash_is_optional(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    a = tmp_path / "a"
-    b = tmp_path / "b"
-    a.write_text("X=from-a\nY=only-a\n")
-    b.write_text("X=from-b\n")
-    got = sx.load_environment_files([f"-{a}", f"-{b}", f"-{tmp_path / 'missing'}"], lambda p: p)
-    assert got == {"X": "from-b", "Y": "only-a"}
-    with pytest.raises(sx.MissingEnvironmentFile):
-        sx.load_environment_files([str(tmp_path / "missing")], lambda p: p)
-
-
-# --------------------------------------------------------- restart decision
-
-
-@pytest.mark.parametrize(
-    ("status", "signum", "restart"),
-    [
-        (0, None, False),  # `docker stop ecs-agent`: agent exits 0, the service stays stopped
-        (5, None, False),  # terminal
-        (1, None, True),
-        (255, None, True),
-        (2, None, True),
-        (None, signal.SIGKILL, True),
-        (None, signal.SIGSEGV, True),
-        (None, signal.SIGTERM, False),
-    ],
-)
-def test_restart_decision(status: int | None, signum: int | None, restart: bool) -> None:
-    unit = sx.parse_unit(UNIT)
-    assert sx.should_restart(unit, status, signum) is restart
-
-
-def test_exit_5_is_the_only_failure_code_not_restarted() -> None:
-    unit = sx.parse_unit(UNIT)
-    refused = [code for code in range(1, 256) if not sx.should_restart(unit, code)]
-    assert refused == [5]
-    # the same unit without RestartPreventExitStatus would restart on 5
-    bare = sx.parse_unit_text(read(UNIT).replace("RestartPreventExitStatus=5\n", ""))
-    assert sx.should_restart(bare, 5)
-
-
-def test_operator_stop_never_restarts() -> None:
-    unit = sx.parse_unit(UNIT)
-    assert not sx.should_restart(unit, 255, stopped_by_operator=True)
-
-
-# --------------------------------------------------------- running the unit
-
-FAKE = """\
-#!{python}
-# Fake amazon-ecs-init: records its action and environment, behaves as told.
-import json, os, signal, sys, time
-state = {state!r}
-action = sys.argv[1]
-keys = ("ECS_CLUSTER", "ECS_LOGLEVEL", "FROM_PRE_START", "SERVICE_RESULT", "EXIT_CODE", "EXIT_STATUS", "MAINPID")
-with open(os.path.join(state, "calls.jsonl"), "a") as fh:
-    fh.write(json.dumps({{"action": action, "env": {{k: os.environ[k] for k in keys if k in os.environ}}}}) + "\\n")
-def told(name, default):
-    try:
-        with open(os.path.join(state, name)) as fh:
-            return fh.read().strip()
-    except FileNotFoundError:
-        return default
-if action == "pre-start":
-    instance = told("write-instance-config", "")
-    if instance:
-        with open(instance, "a") as fh:
-            fh.write("FROM_PRE_START=yes\\n")
-    sys.exit(int(told("pre-start-exit", "0")))
-if action == "start":
-    how = told("start", "run")
-    if how == "run":
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        open(os.path.join(state, "running"), "w").close()
-        while True:
-            time.sleep(0.05)
-    sys.exit(int(how))
-sys.exit(0)
-"""
-
-
-@pytest.fixture
-def service(tmp_path):  # type: ignore[no-untyped-def]
-    root = tmp_path / "root"
-    (root / "etc/ecs").mkdir(parents=True)
-    (root / "var/lib/ecs").mkdir(parents=True)
-    state = tmp_path / "state"
-    state.mkdir()
-    fake = tmp_path / "amazon-ecs-init"
-    fake.write_text(FAKE.format(python=sys.executable, state=str(state)))
-    fake.chmod(0o755)
-    runner = sx.ServiceRunner(sx.parse_unit(UNIT), path_map={PROGRAM: str(fake)}, root=str(root), timeout=20)
-    return runner, root, state
-
-
-def calls(state) -> list[dict]:  # type: ignore[no-untyped-def]
-    with open(state / "calls.jsonl") as fh:
-        return [json.loads(line) for line in fh]
-
-
-def test_service_cycle_runs_actions_in_systemd_order_with_env_files(service) -> None:  # type: ignore[no-untyped-def]
-    runner, root, state = service
-    (root / "var/lib/ecs/ecs.config").write_text("ECS_CLUSTER=from-instance\nECS_LOGLEVEL=warn\n")
-    (root / "etc/ecs/ecs.config").write_text('# operator\nECS_CLUSTER="from-operator"\n')
-    # pre-start appends to the instance file: the next command must see it (files are read per command)
-    (state / "write-instance-config").write_text(str(root / "var/lib/ecs/ecs.config"))
-    running = []
-    run = runner.cycle(stop_after=1.0, before_stop=lambda: running.append((state / "running").exists()))
-    assert running == [True]
-    assert run.phases() == ["ExecStartPre", "ExecStart", "ExecStop", "ExecStopPost"]
-    got = calls(state)
-    assert [c["action"] for c in got] == ["pre-start", "start", "stop", "post-stop"]
-    for c in got:
-        assert c["env"]["ECS_CLUSTER"] == "from-operator"  # /etc/ecs/ecs.config is read last and wins
-        assert c["env"]["ECS_LOGLEVEL"] == "warn"
-    assert "FROM_PRE_START" not in got[0]["env"]
-    assert all(c["env"]["FROM_PRE_START"] == "yes" for c in got[1:])
-    assert got[2]["env"]["MAINPID"].isdigit()
-    assert got[3]["env"]["SERVICE_RESULT"] == "success"
-    assert run.main_status == 0 and not run.restart
-
-
-def test_service_without_config_files_still_starts(service) -> None:  # type: ignore[no-untyped-def]
-    runner, _root, state = service
-    (state / "start").write_text("0")
-    run = runner.cycle()
-    assert [c["action"] for c in calls(state)] == ["pre-start", "start", "stop", "post-stop"]
-    assert all("ECS_CLUSTER" not in c["env"] for c in calls(state))
-    # the agent exited 0 (`docker stop ecs-agent`): stopped, not restarted
-    assert run.main_status == 0 and not run.restart
-
-
-def test_terminal_exit_5_is_not_restarted(service) -> None:  # type: ignore[no-untyped-def]
-    runner, _root, state = service
-    (state / "start").write_text("5")
-    run = runner.cycle()
-    assert run.main_status == 5
-    assert run.result == "exit-code"
-    assert not run.restart
-    post = calls(state)[-1]
-    assert post["action"] == "post-stop"
-    assert post["env"]["EXIT_CODE"] == "exited" and post["env"]["EXIT_STATUS"] == "5"
-
-
-def test_failure_255_is_restarted(service) -> None:  # type: ignore[no-untyped-def]
-    runner, _root, state = service
-    (state / "start").write_text("255")
-    run = runner.cycle()
-    assert run.main_status == 255 and run.restart
-    assert [c["action"] for c in calls(state)] == ["pre-start", "start", "stop", "post-stop"]
-
-
-def test_failed_pre_start_skips_start_and_stop_but_runs_post_stop(service) -> None:  # type: ignore[no-untyped-def]
-    runner, _root, state = service
-    (state / "pre-start-exit").write_text("255")
-    run = runner.cycle()
-    assert [c["action"] for c in calls(state)] == ["pre-start", "post-stop"]
-    assert run.result == "exit-code" and run.restart
 
 
 # ----------------------------------------------------- systemd-analyze verify

@@ -6,7 +6,7 @@ in ``tests/conftest.py``), and prints per group how many mutants the tests
 killed, how many survived, how many no selected test reaches, and the score.
 
     scripts/mutation                 # every group
-    scripts/mutation redact cache    # some groups (names from --list)
+    scripts/mutation redaction cache-decision   # some groups (names from --list)
     scripts/mutation --survivors     # also print each surviving mutant's diff
 
 GROUPS below is the one place that says which modules, functions and test

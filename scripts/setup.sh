@@ -35,7 +35,7 @@ install_system_packages() {
 }
 
 create_venv() {
-  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import ecs_init, docker, pytest, moto, hypothesis, jsonschema' >/dev/null 2>&1; then
+  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import ecs_init, pytest, moto, hypothesis, jsonschema' >/dev/null 2>&1; then
     echo "== creating virtualenv $VENV"
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q --upgrade pip >/dev/null

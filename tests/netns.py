@@ -232,28 +232,24 @@ def wait_until(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-unt
 # ---------------------------------------------------------------- script mode
 
 
-class _FakeDocker:
-    def __init__(self, answer: str | None):
-        self.answer = answer
-
-    def default_bridge_name(self) -> str | None:
-        if self.answer == "!unreachable":
-            raise ConnectionError("Cannot connect to the Docker daemon (test stand-in)")
-        return self.answer or None
-
-
 def _main(argv: list[str]) -> int:
     import logging
 
     sys.path.insert(0, SRC)
+    from fakes import FakeEngine  # tests/ is this script's directory
+
     from ecs_init import hostnet, netfilter
     from ecs_init.config import Config
     from ecs_init.context import HostContext
+    from ecs_init.docker.errors import EngineUnavailable
     from ecs_init.errors import InitError
 
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="level=%(levelname)s msg=%(message)s")
-    answer = os.environ.get("ECS_TEST_BRIDGE")
-    ctx = HostContext(cfg=Config.load(), docker_factory=lambda: _FakeDocker(answer))  # type: ignore[arg-type,return-value]
+    answer = os.environ.get("ECS_TEST_BRIDGE")  # the default bridge's name, "" for none, "!unreachable"
+    engine = FakeEngine(bridge=answer or None)
+    if answer == "!unreachable":
+        engine.fail("networks", EngineUnavailable("Cannot connect to the Docker daemon (test stand-in)"))
+    ctx = HostContext(cfg=Config.load(), docker_factory=lambda: engine)
     action = argv[1] if len(argv) > 1 else ""
     try:
         if action == "pre-start":

@@ -12,14 +12,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ecs_init.agent import AGENT_IMAGE, AGENT_NAME
 from ecs_init.apparmor_profile import container_profile
 from ecs_init.config import Config, Platform, bool_setting, version_tuple
 
 log = logging.getLogger(__name__)
 
-AGENT_NAME = "ecs-agent"
-AGENT_IMAGE = "amazon/amazon-ecs-agent:latest"
-AGENT_REPOSITORY, AGENT_TAG = AGENT_IMAGE.rsplit(":", 1)
 
 DEFAULT_CREDENTIALS_FETCHER_SOCKET = "/var/credentials-fetcher/socket/credentials_fetcher.sock"
 DOCKER_SOCKET_TARGET = "/var/run/docker.sock"

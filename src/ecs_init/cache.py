@@ -90,8 +90,9 @@ def write_state(paths: Paths, state: int) -> None:
 def load_tarball(ctx: HostContext, path: str, image: str = AGENT_IMAGE) -> str:
     """Stream ``path`` into Docker; return the ID now tagged ``image``.
 
-    Raises ImageLoadError with one line when the file is missing, unreadable
-    or not an archive Docker accepts, or when it does not provide ``image``.
+    Raises ImageLoadError with one line when the file is missing or
+    unreadable, or when it does not provide ``image``; the Engine client's
+    EngineError (one line) when Docker refuses the archive or goes away.
     """
     try:
         size = os.path.getsize(path)
@@ -107,8 +108,10 @@ def load_tarball(ctx: HostContext, path: str, image: str = AGENT_IMAGE) -> str:
     progress = Progress(f"loading {os.path.basename(path)}", size)
     ok = False
     try:
-        ctx.docker.load_image(ProgressReader(fh, progress))  # type: ignore[arg-type]
+        ctx.docker.load_image(ProgressReader(fh, progress))
         ok = True
+    except OSError as err:  # reading the tarball (the engine's failures are EngineErrors)
+        raise ImageLoadError(f"cannot load agent image: reading {path} failed: {err.strerror or err}")
     finally:
         progress.close(ok)
         fh.close()
@@ -131,7 +134,7 @@ def ensure_image(ctx: HostContext) -> Action:
     state = read_state(paths)
     if state not in KNOWN_STATES:
         raise UnknownCacheState(unknown_state_message(paths, state))
-    present = ctx.docker.image_exists(AGENT_IMAGE) if state == STATE_CACHED else False
+    present = ctx.docker.image_id(AGENT_IMAGE) is not None if state == STATE_CACHED else False
     action = decide(state, present)
     log.info("agent image: cache state %d, image present=%s: %s", state, present, action.value)
     if action is Action.DOWNLOAD_AND_LOAD:

@@ -45,12 +45,13 @@ from ecs_init.config import (
     version_tuple,
 )
 from ecs_init.context import HostContext
+from ecs_init.docker.errors import EngineError
 from ecs_init.errors import InitError
 from ecs_init.known_keys import BOOLEAN_KEYS, KNOWN_KEYS
 from ecs_init.status import connect_quick, fetch_metadata, human_bytes, make_parser, one_line
 
 if TYPE_CHECKING:
-    from ecs_init.docker_client import DockerAdapter
+    from ecs_init.docker.api import Engine
 
 PASS = "PASS"
 WARN = "WARN"
@@ -461,13 +462,13 @@ def free_space_check(name: str, what: str, path: str, hint: str) -> Check:
     return Check(name, PASS, text, "", details)
 
 
-def check_docker_root(engine: Optional[DockerAdapter]) -> Check:
+def check_docker_root(engine: Optional[Engine]) -> Check:
     root = DEFAULT_DOCKER_ROOT
     hint = "free space there: docker system prune, or grow the volume"
     if engine is not None:
         try:
-            root = str(engine.api.info().get("DockerRootDir") or DEFAULT_DOCKER_ROOT)
-        except Exception:  # noqa: BLE001 - fall back to the usual directory
+            root = str(engine.info().get("DockerRootDir") or DEFAULT_DOCKER_ROOT)
+        except EngineError:  # fall back to the usual directory
             root = DEFAULT_DOCKER_ROOT
     if not os.path.exists(root):
         return Check(
@@ -517,7 +518,7 @@ def check_cgroup(ctx: HostContext) -> Check:
 # ---------------------------------------------------------------- Docker and the agent
 
 
-def check_docker(cfg: Config) -> tuple[Optional[DockerAdapter], Check]:
+def check_docker(cfg: Config) -> tuple[Optional[Engine], Check]:
     try:
         engine = connect_quick(cfg)
     except InitError as err:
@@ -538,13 +539,13 @@ def check_docker(cfg: Config) -> tuple[Optional[DockerAdapter], Check]:
     return engine, Check("docker", PASS, f"Docker {version} answers, API {engine.api_version}", "", details)
 
 
-def check_introspection(engine: Optional[DockerAdapter]) -> Check:
+def check_introspection(engine: Optional[Engine]) -> Check:
     name = "introspection"
     if engine is None:
         return Check(name, SKIP, "Docker does not answer: cannot tell whether the agent runs")
     try:
         state = engine.container_state(AGENT_NAME)
-    except Exception as err:  # noqa: BLE001
+    except EngineError as err:
         return Check(name, SKIP, f"cannot inspect {AGENT_NAME}: {one_line(err)}")
     if not state or not (state.get("State") or {}).get("Running"):
         return Check(name, SKIP, f"the agent container {AGENT_NAME} is not running")

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
-import logging
-import signal
 import sys
 from typing import Callable, Optional, Sequence
 
 from ecs_init import AGENT_VERSION, __version__
-from ecs_init.errors import EXIT_FAILURE, InitError
 
-log = logging.getLogger("ecs_init")
+# Imports beyond these happen per action, inside main(): `version` loads no
+# logging, HTTP or Docker code (tests/unit/test_import_budget.py).
 
 # action -> (one-line description, "module:function"); each function takes
 # (ctx, args) or (ctx) and returns the exit code.
@@ -58,6 +55,8 @@ def version_text() -> str:
 
 
 def _resolve(target: str) -> Callable[..., int]:
+    import importlib
+
     module_name, _, func_name = target.partition(":")
     module = importlib.import_module(module_name)
     func: Callable[..., int] = getattr(module, func_name)
@@ -79,9 +78,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(version_text())
         return 0
 
+    import logging
+    import signal
+
     from ecs_init import logsetup, redact
     from ecs_init.config import Config
     from ecs_init.context import HostContext
+    from ecs_init.errors import EXIT_FAILURE, InitError
+
+    log = logging.getLogger("ecs_init")
 
     cfg = Config.load()
     redact.register_secrets(cfg.merged)

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import subprocess
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from ecs_init.errors import CommandError
+
+if TYPE_CHECKING:
+    import subprocess
+
+# subprocess and shutil are imported where they are used: every action builds a
+# Runner, and `stop` never runs a command (tests/unit/test_import_budget.py).
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,8 @@ class Runner:
         self.env = dict(env) if env is not None else None
 
     def which(self, name: str) -> str | None:
+        import shutil
+
         return shutil.which(name)
 
     def run(
@@ -52,6 +58,8 @@ class Runner:
         timeout: float = 60.0,
         input_text: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
+        import subprocess
+
         full = self.prefix + list(argv)
         log.debug("exec: %s", " ".join(full))
         try:

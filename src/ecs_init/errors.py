@@ -21,10 +21,6 @@ class CommandError(InitError):
     """An external command failed or is missing."""
 
 
-class DockerUnavailable(InitError):
-    """The Docker daemon did not answer in time."""
-
-
 class ImageLoadError(InitError):
     """A tarball could not be loaded into Docker."""
 
@@ -33,3 +29,9 @@ class TerminalExit(InitError):
     """The agent asked not to be restarted."""
 
     exit_code = EXIT_TERMINAL
+
+
+def first_line(err: BaseException) -> str:
+    """An error as one line (its first), or its type's name when it says nothing."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__

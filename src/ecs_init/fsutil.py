@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 
 
-def atomic_write(path: str, data: bytes | str, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data``; on any failure the old file is intact."""
+def atomic_write(path: str, data: bytes | str, mode: int = 0o644, durable: bool = True) -> None:
+    """Replace ``path`` with ``data``; on any failure the old file is intact.
+
+    ``durable=False`` skips the fsync, for state that means nothing after a
+    crash anyway (the supervisor's status under /var/run, rewritten at each change).
+    """
     payload = data.encode("utf-8") if isinstance(data, str) else data
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
+    import tempfile  # here, not at the top: actions that never write (stop) need not load it
+
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:

@@ -89,6 +89,3 @@ def setup(log_file: str | None, level_name: str = "info", console: bool = True) 
             handler.setFormatter(formatter)
             handler.addFilter(redactor)
             root.addHandler(handler)
-    # The Docker SDK and urllib3 are chatty at debug level.
-    for noisy in ("urllib3", "docker"):
-        logging.getLogger(noisy).setLevel(max(level, logging.INFO))

@@ -15,7 +15,9 @@ import os
 
 from ecs_init import hostnet
 from ecs_init.context import HostContext
-from ecs_init.errors import CommandError
+from ecs_init.docker.api import default_bridge as bridge_of
+from ecs_init.docker.errors import EngineError
+from ecs_init.errors import CommandError, first_line
 from ecs_init.netrules import (
     ALLOW_OFFHOST_INTROSPECTION_KEY,
     INSERT,
@@ -56,10 +58,9 @@ def ipv6_tables_available(ctx: HostContext) -> bool:
 def default_bridge(ctx: HostContext) -> str | None:
     """Docker's default bridge interface; None (with a warning) when Docker cannot say."""
     try:
-        name = ctx.docker.default_bridge_name()
-    except Exception as err:  # any failure to reach Docker means "no bridge"
-        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        log.warning("cannot ask Docker for its default bridge (%s); no bridge ACCEPT rule", msg)
+        name = bridge_of(ctx.docker.networks())
+    except EngineError as err:  # Docker away or failing means "no bridge"
+        log.warning("cannot ask Docker for its default bridge (%s); no bridge ACCEPT rule", first_line(err))
         return None
     if not name:
         log.info("Docker has no default bridge network; no bridge ACCEPT rule")

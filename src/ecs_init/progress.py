@@ -11,8 +11,8 @@ are logged in both cases so the log file always has them.
         progress.update(len(chunk))
     progress.close()
 
-``ProgressReader`` wraps a binary file object so that whoever reads it (e.g.
-an HTTP client streaming a request body) reports progress as it goes.
+``ProgressReader`` wraps a binary file object so that whoever reads it (the
+Engine client streaming the image load) reports progress as it goes.
 """
 
 from __future__ import annotations
@@ -166,17 +166,13 @@ class Progress:
 
 
 class ProgressReader:
-    """A read-only binary file object that reports each read to ``progress``.
-
-    Exposes ``len`` (bytes left) when the total is known, so HTTP clients
-    such as requests send a Content-Length instead of chunking.
-    """
+    """A read-only binary file object that reports each read to ``progress``
+    (the Engine client streams the image load from it, chunk by chunk)."""
 
     def __init__(self, fileobj: IO[bytes], progress: Progress, chunk_size: int = 1024 * 1024) -> None:
         self._fileobj = fileobj
         self.progress = progress
         self.chunk_size = chunk_size
-        self.mode = "rb"
 
     def read(self, size: int = -1) -> bytes:
         # Never the whole file at once: a bare read() gets one chunk, so memory
@@ -195,13 +191,6 @@ class ProgressReader:
             if not data:
                 return
             yield data
-
-    @property
-    def len(self) -> int:
-        """Bytes left to read; AttributeError (so hasattr() is false) when unknown."""
-        if self.progress.total is None:
-            raise AttributeError("len")
-        return max(0, self.progress.total - self.progress.done)
 
     def close(self) -> None:
         self._fileobj.close()

@@ -24,7 +24,7 @@ from ecs_init import hostfacts, redact
 from ecs_init.agent_spec import build_spec
 from ecs_init.config import bool_setting, version_tuple
 from ecs_init.context import HostContext
-from ecs_init.docker_client import PREFERRED_MAX_API
+from ecs_init.docker.api import PREFERRED_MAX_API
 from ecs_init.errors import InitError, UsageError
 from ecs_init.status import make_parser
 

@@ -21,17 +21,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from ecs_init import cache, redact
 from ecs_init.agent_spec import AGENT_IMAGE, AGENT_NAME
 from ecs_init.config import Config
 from ecs_init.context import HostContext
-from ecs_init.errors import CommandError, DockerUnavailable, InitError, UsageError
+from ecs_init.docker.api import Engine, default_bridge
+from ecs_init.docker.errors import EngineError
+from ecs_init.errors import CommandError, InitError, UsageError, first_line
 from ecs_init.fsutil import read_regular
-
-if TYPE_CHECKING:
-    from ecs_init.docker_client import DockerAdapter
 
 log = logging.getLogger(__name__)
 
@@ -67,53 +66,17 @@ def make_parser(action: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def connect_quick(cfg: Config, timeout: float = DOCKER_TIMEOUT) -> DockerAdapter:
-    """One attempt to reach Docker, every request bounded by ``timeout`` seconds.
+def connect_quick(cfg: Config, timeout: float = DOCKER_TIMEOUT) -> Engine:
+    """One attempt to reach Docker; this and every later call bounded by ``timeout`` seconds.
 
-    Raises DockerUnavailable with one line when the daemon does not answer.
+    Raises EngineError (EngineUnavailable: "Docker ... does not answer ...") with one line.
     """
-    import docker
-    import docker.errors
+    from ecs_init.docker import client
 
-    from ecs_init.docker_client import (
-        CONNECTION_ERRORS,
-        SDK_MIN_API,
-        DockerAdapter,
-        docker_base_url,
-        negotiate_api_version,
-    )
-
-    base_url = docker_base_url(cfg)
-    try:
-        probe = docker.APIClient(base_url=base_url, version=SDK_MIN_API, timeout=timeout)
-        try:
-            info: dict[str, Any] = probe.version(api_version=False)
-        finally:
-            probe.close()
-        chosen = negotiate_api_version(str(info.get("ApiVersion", "")), str(info.get("MinAPIVersion", "")))
-        api = docker.APIClient(base_url=base_url, version=chosen, timeout=timeout)
-    except (docker.errors.DockerException, *CONNECTION_ERRORS) as err:
-        raise DockerUnavailable(f"Docker at {base_url} does not answer: {connection_problem(err)}")
-    return DockerAdapter(api, base_url, info)
+    return client.connect_quick(cfg.docker_host(), timeout)
 
 
-def connection_problem(err: BaseException) -> str:
-    """A short reason for a failed connection (the SDK's messages nest several exceptions)."""
-    text = str(err)
-    if isinstance(err, FileNotFoundError) or "FileNotFoundError" in text or "No such file" in text:
-        return "no socket at that path"
-    if "Connection refused" in text or "ConnectionRefusedError" in text:
-        return "connection refused"
-    if "timed out" in text.lower() or "timeout" in type(err).__name__.lower():
-        return "timed out"
-    if "Permission denied" in text or "PermissionError" in text:
-        return "permission denied (run as root or as a member of the docker group)"
-    return one_line(err)
-
-
-def one_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
+one_line = first_line
 
 
 def fetch_metadata(url: str = METADATA_URL, timeout: float = METADATA_TIMEOUT) -> tuple[Optional[dict[str, Any]], str]:
@@ -206,12 +169,10 @@ def human_bytes(size: Optional[int]) -> str:
 # ---------------------------------------------------------------- the parts
 
 
-def docker_part(cfg: Config) -> tuple[Optional[DockerAdapter], dict[str, Any]]:
-    from ecs_init.docker_client import docker_base_url
-
+def docker_part(cfg: Config) -> tuple[Optional[Engine], dict[str, Any]]:
     part: dict[str, Any] = {
         "reachable": False,
-        "host": docker_base_url(cfg),
+        "host": cfg.docker_host(),
         "version": None,
         "api_version": None,
         "server_api_version": None,
@@ -231,7 +192,7 @@ def docker_part(cfg: Config) -> tuple[Optional[DockerAdapter], dict[str, Any]]:
     return engine, part
 
 
-def agent_part(engine: Optional[DockerAdapter], now: float) -> dict[str, Any]:
+def agent_part(engine: Optional[Engine], now: float) -> dict[str, Any]:
     part: dict[str, Any] = {
         "container": AGENT_NAME,
         "state": "unknown",
@@ -252,7 +213,7 @@ def agent_part(engine: Optional[DockerAdapter], now: float) -> dict[str, Any]:
     try:
         state = engine.container_state(AGENT_NAME)
         part["latest_image_id"] = engine.image_id(AGENT_IMAGE)
-    except Exception as err:  # noqa: BLE001 - any Docker failure means "cannot tell"
+    except EngineError as err:  # any Docker failure means "cannot tell"
         part["error"] = f"cannot inspect {AGENT_NAME}: {one_line(err)}"
         return part
     if state is None:
@@ -289,7 +250,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def supervisor_part(ctx: HostContext) -> dict[str, Any]:
-    from ecs_init.supervisor import status_path
+    from ecs_init.events import status_path
 
     path = status_path(ctx)
     doc, error = read_json_file(path)
@@ -367,7 +328,7 @@ def cache_part(ctx: HostContext) -> dict[str, Any]:
 
 
 def last_event_part(ctx: HostContext) -> tuple[Optional[dict[str, Any]], Optional[str]]:
-    from ecs_init.supervisor import events_path
+    from ecs_init.events import events_path
 
     doc, error = read_json_file(events_path(ctx))
     if isinstance(doc, list):
@@ -380,7 +341,7 @@ def last_event_part(ctx: HostContext) -> tuple[Optional[dict[str, Any]], Optiona
     return None, error or None
 
 
-def host_network_part(ctx: HostContext, engine: Optional[DockerAdapter]) -> dict[str, Any]:
+def host_network_part(ctx: HostContext, engine: Optional[Engine]) -> dict[str, Any]:
     """Whether each planned netfilter rule and route_localnet are in place (read-only)."""
     from ecs_init import hostnet, netfilter, netrules
 
@@ -403,8 +364,8 @@ def host_network_part(ctx: HostContext, engine: Optional[DockerAdapter]) -> dict
             part["notes"].append("Docker does not answer: the default-bridge ACCEPT rule is not checked")
         else:
             try:
-                bridge = engine.default_bridge_name()
-            except Exception as err:  # noqa: BLE001
+                bridge = default_bridge(engine.networks())
+            except EngineError as err:
                 part["notes"].append(f"cannot ask Docker for its default bridge: {one_line(err)}")
     facts = netrules.HostFacts(
         loopback=hostnet.loopback_name(ctx), bridge=bridge, ipv6=netfilter.ipv6_tables_available(ctx)

@@ -1,7 +1,8 @@
-"""Supervision of the agent container (SPEC §5), upgrade on 42, automatic rollback.
+"""Supervision of the agent container (SPEC §5).
 
 The exit-code policy is a pure function (``decide``); the loop around it
-talks to Docker through the adapter.
+talks to Docker through the ``Engine`` protocol. Upgrade on 42 and the
+automatic rollback live in ``upgrade.py`` (mixed into ``Supervisor``).
 """
 
 from __future__ import annotations
@@ -13,26 +14,29 @@ import os
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any, Callable, Optional
 
-from docker import errors as docker_errors
-
-from ecs_init import cache, hostfacts
-from ecs_init.agent_spec import AGENT_IMAGE, AGENT_NAME, AGENT_REPOSITORY, AGENT_TAG, build_spec
+from ecs_init import agent_stop, cache, hostfacts
+from ecs_init.agent import AGENT_IMAGE, AGENT_NAME, EXIT_CLEAN, EXIT_DEBUG, EXIT_TERMINAL, EXIT_UPGRADE
+from ecs_init.agent_spec import build_spec
+from ecs_init.backoff import Backoff
 from ecs_init.context import HostContext
-from ecs_init.docker_client import CONNECTION_ERRORS, DEFAULT_WAIT_TIMEOUT, Backoff
-from ecs_init.errors import EXIT_OK, DockerUnavailable, InitError, TerminalExit
+from ecs_init.docker.api import STOP_GRACE
+from ecs_init.docker.errors import EngineError, EngineUnavailable, NotFound
+from ecs_init.errors import EXIT_OK, InitError, TerminalExit, first_line
+from ecs_init.events import events_path, record_event, status_path
 from ecs_init.fsutil import atomic_write
+from ecs_init.upgrade import DEFAULT_ROLLBACK_FAILURES, DEFAULT_ROLLBACK_WINDOW, Upgrades, UpgradeWatch
+
+__all__ = [  # re-exported for tests and callers that know them from here
+    "DEFAULT_ROLLBACK_FAILURES", "DEFAULT_ROLLBACK_WINDOW", "EXIT_CLEAN", "EXIT_DEBUG", "EXIT_TERMINAL",
+    "EXIT_UPGRADE", "Next", "Supervisor", "UpgradeWatch", "decide", "events_path",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
-EXIT_CLEAN = 0
-EXIT_DEBUG = 2
-EXIT_TERMINAL = 5
-EXIT_UPGRADE = 42
 LOG_TAIL_LINES = 200
-STOP_GRACE = 10
 
 BACKOFF_START = 0.5
 BACKOFF_CAP = 15.0
@@ -50,10 +54,9 @@ RECONNECT_POLL = 0.5
 EXIT_DOCKER_LOST = -2
 # The "exit code" of an agent container that could not be created or started.
 EXIT_START_FAILED = -1
-# Rollback: an upgraded agent that fails this many times within the window
-# is replaced by the image it upgraded from.
-DEFAULT_ROLLBACK_FAILURES = 3
-DEFAULT_ROLLBACK_WINDOW = 300.0
+# That many create/start failures in a row end `start` with 255: systemd then
+# runs pre-start again (as after the Go program's first failure); never a loop.
+MAX_START_FAILURES = 5
 
 
 class Next(enum.Enum):
@@ -74,85 +77,7 @@ def decide(exit_code: int) -> Next:
     return Next.RESTART
 
 
-@dataclass
-class UpgradeWatch:
-    """Tracks an upgraded agent until it proves itself or fails too often.
-
-    Times come from the supervisor's (monotonic) clock. The upgrade has
-    failed when ``limit`` failures fall within one ``window``; it has proved
-    itself once a whole window has passed since the upgrade and since its
-    last failure.
-    """
-
-    previous_image: str
-    new_image: str
-    started: float
-    failures: list[float] = field(default_factory=list)
-
-    def prune(self, now: float, window: float) -> None:
-        """Forget failures older than the window."""
-        self.failures = [t for t in self.failures if now - t <= window]
-
-    def proven(self, now: float, window: float) -> bool:
-        """True when neither the upgrade nor any failure lies within the window."""
-        self.prune(now, window)
-        return not self.failures and now - self.started > window
-
-    def record_failure(self, now: float, window: float) -> int:
-        """Count a failure at ``now``; return the failures within the window."""
-        self.prune(now, window)
-        self.failures.append(now)
-        return len(self.failures)
-
-
-def events_path(ctx: HostContext) -> str:
-    return os.path.join(ctx.paths.instance_config_dir, "ecs-init-events.json")
-
-
-def status_path(ctx: HostContext) -> str:
-    return os.path.join(ctx.paths.run_dir, "supervisor.json")
-
-
-def record_event(ctx: HostContext, kind: str, **details: Any) -> None:
-    """Append an upgrade/rollback event (the last 50 are kept) for `status`."""
-    path = events_path(ctx)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            events = json.load(fh)
-        if not isinstance(events, list):
-            events = []
-    except (OSError, ValueError):
-        events = []
-    events.append({"event": kind, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **details})
-    try:
-        atomic_write(path, json.dumps(events[-50:], indent=1))
-    except OSError as err:
-        log.warning("cannot record %s event in %s: %s", kind, path, err)
-
-
-def _event_reason(err: BaseException) -> str:
-    """An error as one line, for the log and the events file."""
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
-
-
-def rolled_back_images(ctx: HostContext) -> set[str]:
-    """Image IDs an automatic rollback replaced (from the events file)."""
-    try:
-        with open(events_path(ctx), encoding="utf-8") as fh:
-            events = json.load(fh)
-    except (OSError, ValueError, RecursionError):
-        return set()
-    if not isinstance(events, list):
-        return set()
-    return {
-        str(e["failed_image"])
-        for e in events
-        if isinstance(e, dict) and e.get("event") == "rollback" and e.get("failed_image")
-    }
-
-
-class Supervisor:
+class Supervisor(Upgrades):
     def __init__(
         self,
         ctx: HostContext,
@@ -166,7 +91,9 @@ class Supervisor:
         self.backoff_reset = cfg.number("ECS_INIT_BACKOFF_RESET_SECONDS", DEFAULT_BACKOFF_RESET)
         self.rollback_failures = int(cfg.number("ECS_INIT_ROLLBACK_FAILURES", DEFAULT_ROLLBACK_FAILURES))
         self.rollback_window = cfg.number("ECS_INIT_ROLLBACK_WINDOW", DEFAULT_ROLLBACK_WINDOW)
-        self.docker_wait = cfg.number("ECS_INIT_DOCKER_WAIT_TIMEOUT", DEFAULT_WAIT_TIMEOUT)
+        self.docker_wait = ctx.docker_wait_timeout()
+        self.start_failures = 0
+        self.image_reloaded = False  # the missing agent image was reloaded since the last good start
         self.watch: Optional[UpgradeWatch] = None
         self.restarts = 0
         self.started_at = time.time()
@@ -191,7 +118,7 @@ class Supervisor:
             **info,
         }
         try:
-            atomic_write(status_path(self.ctx), json.dumps(doc))
+            atomic_write(status_path(self.ctx), json.dumps(doc), durable=False)
         except OSError as err:
             log.debug("cannot write supervisor status: %s", err)
         for listener in self.listeners:
@@ -216,7 +143,7 @@ class Supervisor:
 
     def _stop_agent(self) -> None:
         try:
-            stop_agent(self.ctx)
+            agent_stop.stop_agent(self.ctx.docker, STOP_GRACE, timeout=agent_stop.GIVE_UP - agent_stop.SLACK)
         except Exception as err:  # noqa: BLE001 - logged, the main loop exits anyway
             log.error("stopping the agent failed: %s", err)
 
@@ -261,41 +188,98 @@ class Supervisor:
             if self.stopping.is_set():
                 # Let the graceful stop finish before the process exits.
                 if self._stop_thread is not None:
-                    self._stop_thread.join(STOP_GRACE + 5)
+                    self._stop_thread.join(agent_stop.GIVE_UP)
                 self.report("stopped", exit_code=0)
         return EXIT_OK
 
     def _run_once(self) -> int:
         """Create and start the agent; wait for it (surviving Docker restarts)."""
+        _ = self.ctx.docker  # the first connect: a daemon that never answers ends `start` (255)
         try:
             return self._start_and_wait()
-        except CONNECTION_ERRORS as err:
+        except EngineUnavailable as err:
             if self.stopping.is_set():
                 return 0
-            log.warning("lost the Docker daemon while starting the agent (%s)", _first_line(err))
+            log.warning("lost the Docker daemon while starting the agent (%s)", first_line(err))
             return EXIT_DOCKER_LOST if self._reconnect() else 0
 
     def _start_and_wait(self) -> int:
         ctx = self.ctx
         engine = ctx.docker
-        engine.remove_container(AGENT_NAME)
-        facts = hostfacts.gather(ctx)
-        spec = build_spec(ctx.cfg, facts, hostfacts.gpu_devices_appeared(ctx, facts))
-        for warning in spec.warnings:
-            log.warning("%s", warning)
         try:
-            self.container_id = engine.create_container(AGENT_NAME, spec.engine_body())
+            engine.remove_container(AGENT_NAME)
+            facts = hostfacts.gather(ctx)
+            spec = build_spec(ctx.cfg, facts, hostfacts.gpu_devices_appeared(ctx, facts))
+            for warning in spec.warnings:
+                log.warning("%s", warning)
+            self.container_id = self._create(spec.engine_body())
             if self.stopping.is_set():
                 return 0
             engine.start_container(AGENT_NAME)
-        except docker_errors.ImageNotFound:
-            raise InitError(f"the agent image {AGENT_IMAGE} is not loaded: run `amazon-ecs-init reload-cache`")
-        except docker_errors.APIError as err:
-            log.error("cannot start the agent container: %s", err.explanation or err)
-            return EXIT_START_FAILED
+        except EngineUnavailable:
+            raise
+        except EngineError as err:
+            return self._start_failed(err)
+        self.start_failures = 0
+        self.image_reloaded = False
         log.info("agent container %s started (%s)", AGENT_NAME, self.container_id[:12])
         self.report("running")
         return self._wait()
+
+    def _create(self, body: dict[str, Any]) -> str:
+        """Create the agent container; a missing agent image is reloaded from the cache once.
+
+        An image prune (or anything else that removed the image) heals here,
+        in-process. When the reload fails, or the image is still missing
+        after it, `start` exits 255 so that systemd runs pre-start again.
+        """
+        engine = self.ctx.docker
+        try:
+            return engine.create_container(AGENT_NAME, body)
+        except NotFound as err:
+            missing = first_line(err)
+        paths = self.ctx.paths
+        if self.image_reloaded:
+            raise InitError(
+                f"the agent image {AGENT_IMAGE} is missing again ({missing}) after reloading {paths.cache_tarball}: "
+                "run `amazon-ecs-init reload-cache`"
+            )
+        self.image_reloaded = True
+        log.warning("the agent image %s is missing (%s): reloading %s", AGENT_IMAGE, missing, paths.cache_tarball)
+        record_event(self.ctx, "image-reload", reason=missing)
+        try:
+            cache.load_tarball(self.ctx, paths.cache_tarball)
+            cache.write_state(paths, cache.STATE_CACHED)
+        except EngineUnavailable:
+            raise
+        except InitError as err:
+            raise InitError(
+                f"the agent image {AGENT_IMAGE} is not loaded and reloading the cached tarball failed "
+                f"({first_line(err)}): run `amazon-ecs-init reload-cache` (systemd runs pre-start again)"
+            )
+        except OSError as err:
+            raise InitError(f"the agent image {AGENT_IMAGE} is not loaded; cannot record the cache state: {err}")
+        try:
+            return engine.create_container(AGENT_NAME, body)
+        except NotFound as err:
+            raise InitError(
+                f"the agent image {AGENT_IMAGE} is still missing after reloading {paths.cache_tarball} "
+                f"({first_line(err)}): run `amazon-ecs-init reload-cache`"
+            )
+
+    def _start_failed(self, err: EngineError) -> int:
+        """A create/start error: back off and retry, but never loop forever in-process."""
+        self.start_failures += 1
+        reason = first_line(err)
+        if self.start_failures >= MAX_START_FAILURES:
+            raise InitError(
+                f"cannot start the agent container ({self.start_failures} failures in a row, last: {reason}); "
+                "exiting so that the service manager runs pre-start again"
+            )
+        log.error(
+            "cannot start the agent container (failure %d of %d): %s", self.start_failures, MAX_START_FAILURES, reason
+        )
+        return EXIT_START_FAILED
 
     def _wait(self) -> int:
         """Wait for the agent to exit, surviving the Docker daemon going away.
@@ -309,15 +293,15 @@ class Supervisor:
         while True:
             try:
                 code = ctx.docker.wait_container(AGENT_NAME)
-            except docker_errors.NotFound:
+            except NotFound:
                 log.warning("the agent container disappeared")
                 return EXIT_DOCKER_LOST
-            except CONNECTION_ERRORS + (docker_errors.APIError,) as err:
+            except EngineError as err:  # gone, hung, or failing while it goes away
                 if self.stopping.is_set():
                     return 0
                 log.warning(
                     "lost the Docker daemon while waiting for the agent (%s); waiting for it to return",
-                    _first_line(err),
+                    first_line(err),
                 )
             else:
                 if self.stopping.is_set() or ctx.docker.probe():
@@ -327,7 +311,7 @@ class Supervisor:
                 return 0
             try:
                 state = ctx.docker.container_state(AGENT_NAME)
-            except CONNECTION_ERRORS + (docker_errors.APIError,):
+            except EngineError:
                 continue  # gone again: the next wait fails and reconnects
             if state is None:
                 log.warning("Docker is back; the agent container is gone: restarting it")
@@ -356,7 +340,7 @@ class Supervisor:
                 self.ctx.docker.reconnect(self.docker_wait, sleep=pause)
             except _Stopping:
                 return False
-            except DockerUnavailable as err:
+            except EngineError as err:
                 log.error("%s; still waiting for it", err)
                 continue
             log.info("the Docker daemon is back")
@@ -364,143 +348,15 @@ class Supervisor:
         return False
 
     def _log_tail(self) -> None:
-        lines = self.ctx.docker.logs_tail(AGENT_NAME, LOG_TAIL_LINES)
+        try:
+            lines = self.ctx.docker.logs_tail(AGENT_NAME, LOG_TAIL_LINES)
+        except EngineError as err:
+            log.warning("cannot read the agent's log: %s", first_line(err))
+            return
         log.info("agent exited with code 2; its last %d log lines follow", len(lines))
         for line in lines:
-            log.info("agent: %s", line)
-
-    # ------------------------------------------------------------ upgrade/rollback
-
-    def _upgrade(self) -> bool:
-        """Exit 42: load the desired image; False (fall through to backoff) when that fails.
-
-        The image tagged latest before the load is remembered so that an
-        upgrade that then fails to stay up can be rolled back.
-        """
-        ctx = self.ctx
-        try:
-            path = cache.resolve_desired_image(ctx.paths)
-            previous = cache.previous_image(ctx)
-            new_id = cache.load_tarball(ctx, path)
-        except (InitError, docker_errors.DockerException, *CONNECTION_ERRORS) as err:
-            reason = _event_reason(err)
-            log.error("agent upgrade failed: %s; restarting the agent with the image it had", reason)
-            record_event(ctx, "upgrade-failed", reason=reason)
-            return False
-        tarball = os.path.basename(path)
-        if new_id in rolled_back_images(ctx) and previous and previous != new_id:
-            # The same image was rolled back before: do not loop upgrade -> crash -> rollback.
-            try:
-                ctx.docker.tag_image(previous, AGENT_REPOSITORY, AGENT_TAG)
-            except (docker_errors.DockerException, *CONNECTION_ERRORS) as err:
-                log.error("cannot restore %s after refusing the upgrade: %s", previous[:19], _event_reason(err))
-            log.error(
-                "refusing agent upgrade from %s: image %s was rolled back before; keeping %s "
-                "(remove its rollback entry from %s to allow it again)",
-                tarball,
-                new_id[:19],
-                previous[:19],
-                events_path(ctx),
-            )
-            record_event(ctx, "upgrade-refused", image=new_id, tarball=tarball, kept=previous)
-            return False
-        if previous == new_id:
-            log.warning("agent upgrade from %s did not change the agent image (%s)", tarball, new_id[:19])
-        else:
-            log.info("agent upgraded from %s: %s -> %s", tarball, (previous or "none")[:19], new_id[:19])
-        record_event(ctx, "upgrade", previous=previous, new=new_id, tarball=tarball)
-        if self.rollback_failures <= 0:
-            self.watch = None  # ECS_INIT_ROLLBACK_FAILURES=0: automatic rollback off
-        elif previous and previous != new_id:
-            self.watch = UpgradeWatch(previous_image=previous, new_image=new_id, started=self.clock())
-        # else: the same image again; an earlier upgrade's watch (if any) goes on
-        self.backoff.reset()
-        return True
-
-    def _maybe_rollback(self, code: int) -> None:
-        """Count a failure of an upgraded agent; roll back after too many in the window.
-
-        Only exits that reach backoff count, and of those neither 42 (asking
-        for an upgrade is not failing to stay up) nor 0/5 (never reach here).
-        """
-        watch = self.watch
-        if watch is None or code in (EXIT_CLEAN, EXIT_TERMINAL, EXIT_UPGRADE):
-            return
-        now = self.clock()
-        if watch.proven(now, self.rollback_window):
-            log.info("upgraded agent %s has proved itself: no longer watching it", watch.new_image[:19])
-            self.watch = None
-            return
-        count = watch.record_failure(now, self.rollback_window)
-        log.warning(
-            "upgraded agent %s failed (exit %d): failure %d of %d within %.0fs before a rollback",
-            watch.new_image[:19],
-            code,
-            count,
-            self.rollback_failures,
-            self.rollback_window,
-        )
-        if count >= self.rollback_failures:
-            self._rollback(watch, code)
-
-    def _rollback(self, watch: UpgradeWatch, code: int) -> None:
-        """Tag the remembered image latest again (or reload the cached tarball); log it loudly."""
-        ctx = self.ctx
-        self.watch = None
-        try:
-            ctx.docker.tag_image(watch.previous_image, AGENT_REPOSITORY, AGENT_TAG)
-            how = f"re-tagged the previous image {watch.previous_image[:19]}"
-        except (docker_errors.DockerException, *CONNECTION_ERRORS) as err:
-            log.error(
-                "cannot re-tag the previous agent image %s (%s); reloading the cached tarball",
-                watch.previous_image[:19],
-                _event_reason(err),
-            )
-            try:
-                restored = cache.load_tarball(ctx, ctx.paths.cache_tarball)
-                if restored == watch.new_image:
-                    raise InitError(f"the cached tarball holds the failed image {restored[:19]} itself")
-            except (InitError, docker_errors.DockerException, *CONNECTION_ERRORS) as load_err:
-                reason = _event_reason(load_err)
-                log.error(
-                    "ROLLBACK FAILED: upgraded agent %s failed %d times within %.0fs and cannot be replaced: %s",
-                    watch.new_image[:19],
-                    len(watch.failures),
-                    self.rollback_window,
-                    reason,
-                )
-                record_event(ctx, "rollback-failed", reason=reason, failed_image=watch.new_image, last_exit_code=code)
-                return
-            how = f"reloaded the cached tarball ({restored[:19]})"
-            restored_image = restored
-        else:
-            restored_image = watch.previous_image
-        log.error(
-            "ROLLBACK: upgraded agent %s failed %d times within %.0fs (last exit %d); %s as %s",
-            watch.new_image[:19],
-            len(watch.failures),
-            self.rollback_window,
-            code,
-            how,
-            AGENT_IMAGE,
-        )
-        record_event(
-            ctx, "rollback", failed_image=watch.new_image, restored_image=restored_image, last_exit_code=code, how=how
-        )
-        self.backoff.reset()
-
+            log.info("agent%s: %s", "" if line.stream == "stdout" else f" ({line.stream})", line.text)
 
 class _Stopping(Exception):
     """Raised inside a reconnect wait to abandon it (the supervisor is stopping)."""
 
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
-
-
-def stop_agent(ctx: HostContext, grace: int = STOP_GRACE) -> bool:
-    """Stop the agent container gracefully; False when there was none."""
-    stopped = ctx.docker.stop_container(AGENT_NAME, grace)
-    log.info("agent container %s", "stopped" if stopped else "was not running")
-    return stopped

@@ -16,6 +16,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from fakes import FakeEngine
 from helpers import (
     docker,
     init_log,
@@ -362,13 +363,6 @@ def test_render_matches_what_start_creates(prefix: str, standin_dir: str, docker
 # ---------------------------------------------------------------- status sees the host rules (in a namespace)
 
 
-class _Bridge:
-    """Stands in for the Docker adapter's one question netfilter and status ask."""
-
-    def default_bridge_name(self) -> str:
-        return "docker0"
-
-
 @pytest.mark.netns
 def test_status_sees_rules_and_route_localnet_in_a_namespace(prefix: str) -> None:
     from ecs_init import netfilter, status
@@ -382,8 +376,8 @@ def test_status_sees_rules_and_route_localnet_in_a_namespace(prefix: str) -> Non
         runner = Runner(prefix=["ip", "netns", "exec", ns])
         runner.run(["ip", "link", "set", "lo", "up"])
         cfg = Config.load(environ={"ECS_INIT_PATH_PREFIX": prefix, "PATH": os.environ.get("PATH", "")})
-        ctx = HostContext(cfg=cfg, runner=runner, docker_factory=_Bridge)  # type: ignore[arg-type]
-        engine: Any = _Bridge()
+        engine = FakeEngine(bridge="docker0")
+        ctx = HostContext(cfg=cfg, runner=runner, docker_factory=lambda: engine)
 
         fresh = status.host_network_part(ctx, engine)
         assert fresh["route_localnet"] == "0" and fresh["route_localnet_ok"] is False

@@ -75,7 +75,7 @@ def test_missing_realm_binary_is_not_domain_joined(tmp_path: Any, caplog: pytest
 
 
 def test_pre_start_steps_in_spec_order() -> None:
-    assert [name for name, _ in engine.PRE_START_STEPS] == [
+    assert [name for name, _ in engine.pre_start_steps()] == [
         "GPU setup",
         "AppArmor",
         "loopback routing and IPv6 router advertisements",
@@ -92,8 +92,8 @@ def test_a_failing_step_names_itself(tmp_path: Any, monkeypatch: pytest.MonkeyPa
     def boom(_ctx: HostContext) -> None:
         raise CommandError("iptables: command not found")
 
-    steps = tuple((n, boom if n == "netfilter rules" else (lambda _c: None)) for n, _ in engine.PRE_START_STEPS)
-    monkeypatch.setattr(engine, "PRE_START_STEPS", steps)
+    steps = tuple((n, boom if n == "netfilter rules" else (lambda _c: None)) for n, _ in engine.pre_start_steps())
+    monkeypatch.setattr(engine, "pre_start_steps", lambda: steps)
     ctx = ctx_for(tmp_path)
     with pytest.raises(InitError, match="pre-start: netfilter rules failed: iptables: command not found") as err:
         engine._pre_start(ctx)

@@ -8,12 +8,14 @@ import subprocess
 from typing import Sequence
 
 import pytest
+from fakes import FakeEngine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ecs_init import hostnet, netfilter
 from ecs_init.config import Config, Paths
 from ecs_init.context import HostContext
+from ecs_init.docker.errors import EngineUnavailable
 from ecs_init.errors import CommandError
 from ecs_init.netrules import (
     IPV4,
@@ -306,20 +308,17 @@ class FakeHost:
         return sum(len(v) for v in self.chains.values())
 
 
-class FakeDocker:
-    def __init__(self, bridge: str | None = "docker0", fail: bool = False) -> None:
-        self.bridge, self.fail = bridge, fail
-
-    def default_bridge_name(self) -> str | None:
-        if self.fail:
-            raise ConnectionError("Cannot connect to the Docker daemon at unix:///var/run/docker.sock")
-        return self.bridge
+def engine(bridge: str | None = "docker0", fail: bool = False) -> FakeEngine:
+    fake = FakeEngine(bridge=bridge)
+    if fail:
+        fake.fail("networks", EngineUnavailable("cannot connect to Docker at unix:///var/run/docker.sock"))
+    return fake
 
 
-def ctx_for(host: FakeHost, environ: dict[str, str] | None = None, docker: FakeDocker | None = None) -> HostContext:
+def ctx_for(host: FakeHost, environ: dict[str, str] | None = None, docker: FakeEngine | None = None) -> HostContext:
     cfg = Config(paths=Paths(prefix="/nonexistent"), environ=dict(environ or {}))
-    d = docker or FakeDocker()
-    return HostContext(cfg=cfg, runner=host, docker_factory=lambda: d)  # type: ignore[arg-type,return-value]
+    d = docker or engine()
+    return HostContext(cfg=cfg, runner=host, docker_factory=lambda: d)
 
 
 @pytest.fixture(autouse=True)
@@ -361,7 +360,7 @@ def test_settings_from_environment_and_ecs_config() -> None:
     assert host.ours() == 6
     cfg = Config(paths=Paths(), environ={}, operator={"ECS_ALLOW_OFFHOST_INTROSPECTION_ACCESS": "true"})
     host2 = FakeHost()
-    netfilter.setup(HostContext(cfg=cfg, runner=host2, docker_factory=FakeDocker))  # type: ignore[arg-type]
+    netfilter.setup(HostContext(cfg=cfg, runner=host2, docker_factory=engine))
     assert host2.ours() == 3
     assert not any("51678" in " ".join(c) for c in host2.calls)
 
@@ -369,7 +368,7 @@ def test_settings_from_environment_and_ecs_config() -> None:
 def test_docker_unreachable_means_no_bridge_rule(caplog: pytest.LogCaptureFixture) -> None:
     host = FakeHost()
     with caplog.at_level(logging.WARNING):
-        netfilter.setup(ctx_for(host, docker=FakeDocker(fail=True)))
+        netfilter.setup(ctx_for(host, docker=engine(fail=True)))
     assert "cannot ask Docker" in caplog.text
     assert not any("ACCEPT" in " ".join(c) for c in host.calls)
     assert host.ours() == 7 - 2
@@ -377,19 +376,19 @@ def test_docker_unreachable_means_no_bridge_rule(caplog: pytest.LogCaptureFixtur
 
 def test_allow_offhost_does_not_ask_docker() -> None:
     host = FakeHost()
-    netfilter.setup(ctx_for(host, {"ECS_ALLOW_OFFHOST_INTROSPECTION_ACCESS": "1"}, FakeDocker(fail=True)))
+    netfilter.setup(ctx_for(host, {"ECS_ALLOW_OFFHOST_INTROSPECTION_ACCESS": "1"}, engine(fail=True)))
     assert host.ours() == 3
 
 
 def test_teardown_removes_duplicates_and_rules_for_other_interfaces() -> None:
     host = FakeHost()
     for bridge in ("docker0", "br-old", "br-new"):
-        netfilter.setup(ctx_for(host, docker=FakeDocker(bridge)))
+        netfilter.setup(ctx_for(host, docker=engine(bridge)))
     rule = _t("-p tcp -d 169.254.170.2 --dport 80 -j REDIRECT --to-ports 51679")
     host.chains[("iptables", "nat", "OUTPUT")].extend([rule, rule])  # a Go ecs-init's copies
     foreign = _t("-p tcp --dport 22 -j ACCEPT")
     host.chains[("iptables", "filter", "INPUT")].append(foreign)
-    netfilter.teardown(ctx_for(host, {"ECS_SKIP_LOCALHOST_TRAFFIC_FILTER": "true"}, FakeDocker(fail=True)))
+    netfilter.teardown(ctx_for(host, {"ECS_SKIP_LOCALHOST_TRAFFIC_FILTER": "true"}, engine(fail=True)))
     assert host.ours() == 1 and host.chains[("iptables", "filter", "INPUT")] == [foreign]
 
 
@@ -437,19 +436,19 @@ def test_any_history_of_pre_starts_then_one_post_stop_is_clean(
     host = FakeHost()
     for s, a, bridge, docker_down in runs:
         env = {"ECS_SKIP_LOCALHOST_TRAFFIC_FILTER": str(s), "ECS_ALLOW_OFFHOST_INTROSPECTION_ACCESS": str(a)}
-        netfilter.setup(ctx_for(host, env, FakeDocker(bridge, fail=docker_down)))
+        netfilter.setup(ctx_for(host, env, engine(bridge, fail=docker_down)))
         # every planned rule exactly once
         for rules in host.chains.values():
             assert len(rules) == len(set(rules))
     env = {"ECS_SKIP_LOCALHOST_TRAFFIC_FILTER": str(skip), "ECS_ALLOW_OFFHOST_INTROSPECTION_ACCESS": str(allow)}
-    netfilter.teardown(ctx_for(host, env, FakeDocker(fail=True)))
+    netfilter.teardown(ctx_for(host, env, engine(fail=True)))
     assert host.ours() == 0
 
 
 def test_insert_order_survives_a_bridge_appearing_later() -> None:
     host = FakeHost()
-    netfilter.setup(ctx_for(host, docker=FakeDocker(None)))
-    netfilter.setup(ctx_for(host, docker=FakeDocker("docker0")))
+    netfilter.setup(ctx_for(host, docker=engine(None)))
+    netfilter.setup(ctx_for(host, docker=engine("docker0")))
     top = host.chains[("iptables", "filter", "INPUT")]
     assert [r[-1] for r in top] == ["ACCEPT", "DROP", "DROP"] and "51678" in top[1]
 

@@ -7,7 +7,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ecs_init.docker_client import Backoff
+from ecs_init.backoff import Backoff
 from ecs_init.supervisor import BACKOFF_CAP, BACKOFF_JITTER, BACKOFF_START, DEFAULT_BACKOFF_RESET
 
 NOMINAL = [0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 15.0, 15.0]

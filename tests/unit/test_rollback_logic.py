@@ -10,15 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, BinaryIO, Callable
+from typing import Any, Callable
 
 import pytest
-import requests
-from docker import errors as docker_errors
+from fakes import LATEST, FakeEngine, tarball_text
 
 from ecs_init.config import Config, Paths
 from ecs_init.context import HostContext
-from ecs_init.errors import ImageLoadError
+from ecs_init.docker.errors import EngineError, EngineUnavailable
 from ecs_init.supervisor import (
     DEFAULT_ROLLBACK_FAILURES,
     DEFAULT_ROLLBACK_WINDOW,
@@ -28,49 +27,8 @@ from ecs_init.supervisor import (
     events_path,
 )
 
-LATEST = "amazon/amazon-ecs-agent:latest"
 OLD = "sha256:" + "a" * 64
 NEW = "sha256:" + "b" * 64
-
-
-class FakeDocker:
-    """Images and tags; a "tarball" is a file whose content names the image it holds."""
-
-    def __init__(self) -> None:
-        self.images = {OLD}
-        self.tags = {LATEST: OLD}
-        self.tag_error: Exception | None = None
-        self.inspect_error: Exception | None = None
-        self.tag_calls: list[tuple[str, str, str]] = []
-
-    def image_id(self, ref: str) -> str | None:
-        if self.inspect_error is not None:
-            raise self.inspect_error
-        if ref in self.images:
-            return ref
-        return self.tags.get(ref)
-
-    def tag_image(self, image_id: str, repository: str, tag: str) -> None:
-        self.tag_calls.append((image_id, repository, tag))
-        if self.tag_error is not None:
-            raise self.tag_error
-        if image_id not in self.images:
-            raise docker_errors.ImageNotFound(f"No such image: {image_id}")
-        self.tags[f"{repository}:{tag}"] = image_id
-
-    def load_image(self, stream: BinaryIO) -> list[str]:
-        data = b""
-        while True:
-            chunk = stream.read(65536)
-            if not chunk:
-                break
-            data += chunk
-        if not data.startswith(b"image="):
-            raise ImageLoadError("Docker refused the image archive: unexpected EOF")
-        image = data[len(b"image=") :].decode()
-        self.images.add(image)
-        self.tags[LATEST] = image
-        return [LATEST]
 
 
 class Clock:
@@ -86,16 +44,17 @@ class Rig:
         self.paths = Paths(prefix=root)
         for d in (self.paths.cache_dir, self.paths.instance_config_dir):
             os.makedirs(d, exist_ok=True)
-        self.docker = FakeDocker()
+        self.docker = FakeEngine()
+        self.docker.add_image(OLD, LATEST)
         self.clock = Clock()
         cfg = Config.load(environ=dict(env), paths=self.paths)
-        self.ctx = HostContext(cfg=cfg, docker_factory=lambda: self.docker)  # type: ignore[arg-type,return-value]
+        self.ctx = HostContext(cfg=cfg, docker_factory=lambda: self.docker)
         self.sup = Supervisor(self.ctx, clock=self.clock)
 
     def tarball(self, name: str, image: str) -> str:
         path = os.path.join(self.paths.cache_dir, name)
         with open(path, "w") as fh:
-            fh.write(f"image={image}")
+            fh.write(tarball_text(image))
         return path
 
     def desire(self, name: str, image: str | None = None) -> None:
@@ -206,16 +165,16 @@ def test_failed_load_is_a_failed_upgrade(rig: Callable[..., Rig]) -> None:
 @pytest.mark.parametrize(
     "error",
     [
-        docker_errors.APIError("500 Server Error: boom"),
-        requests.exceptions.ConnectionError("Connection aborted"),
+        EngineError("boom", 500),
+        EngineUnavailable("Docker at unix:///var/run/docker.sock closed the connection"),
     ],
 )
 def test_docker_trouble_during_upgrade_is_a_failed_upgrade_not_a_crash(
-    rig: Callable[..., Rig], error: Exception
+    rig: Callable[..., Rig], error: EngineError
 ) -> None:
     r = rig()
     r.desire("ecs-agent-v2.tar", NEW)
-    r.docker.inspect_error = error
+    r.docker.fail("image_id", error)
     assert r.sup._upgrade() is False
     assert r.kinds() == ["upgrade-failed"]
 
@@ -343,7 +302,7 @@ def test_rollback_survives_a_lost_docker_daemon_while_tagging(rig: Callable[...,
     r = rig(ECS_INIT_ROLLBACK_FAILURES="1")
     r.tarball("ecs-agent.tar", OLD)
     r.upgraded()
-    r.docker.tag_error = requests.exceptions.ConnectionError("Connection refused")
+    r.docker.fail("tag_image", EngineUnavailable("cannot connect to Docker: connection refused"))
     r.clock.now += 1
     r.sup._maybe_rollback(1)
     assert r.docker.tags[LATEST] == OLD

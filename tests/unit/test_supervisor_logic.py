@@ -4,8 +4,7 @@ import random
 
 import pytest
 
-from ecs_init.docker_client import Backoff, negotiate_api_version
-from ecs_init.errors import InitError
+from ecs_init.backoff import Backoff
 from ecs_init.supervisor import Next, decide
 
 
@@ -34,16 +33,3 @@ def test_backoff_doubles_to_cap_with_ten_percent_jitter() -> None:
     assert len({round(d, 6) for d in delays[5:]}) > 1  # jitter varies
     backoff.reset()
     assert 0.45 <= backoff.next() <= 0.55
-
-
-@pytest.mark.parametrize(
-    "server,minimum,chosen",
-    [("1.41", "1.12", "1.41"), ("1.47", "1.24", "1.44"), ("1.44", "", "1.44"), ("1.24", "", "1.24")],
-)
-def test_api_negotiation(server: str, minimum: str, chosen: str) -> None:
-    assert negotiate_api_version(server, minimum) == chosen
-
-
-def test_api_too_old() -> None:
-    with pytest.raises(InitError):
-        negotiate_api_version("1.21")

@@ -1,0 +1,154 @@
+"""Each action imports only what it runs (issue 12, item 4).
+
+Every action runs in a fresh interpreter (the real CLI, against a stand-in
+daemon on a unix socket where it needs Docker) and the modules it loaded are
+checked against a deny list: ``version`` loads no logging, HTTP or Docker
+code (a source checkout may run git for its revision: ``subprocess``);
+``stop`` none of download, notify, status, check, render, the volume
+plugin, the supervisor or the host preparation, nor ``urllib.request``,
+``http.server``, ``http.client`` (and its ``ssl``/``email``) or JSON-schema
+code; ``start`` the systemd notifier (and with it ``urllib.request``) only
+when NOTIFY_SOCKET is set. No action loads the Docker SDK.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from typing import Iterator, Optional
+
+import pytest
+from engine_stub import Reply, StubEngine
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+HARNESS = """
+import sys
+from ecs_init import cli
+try:
+    code = cli.main(sys.argv[1:])
+except SystemExit as exit:
+    code = exit.code
+loaded = sorted(sys.modules)
+import json
+sys.stdout.write("\\nMODULES=" + json.dumps(loaded) + "\\n")
+sys.exit(code)
+"""
+
+# Never, for any action: the Docker SDK and its HTTP stack, the volume plugin's server.
+EVERYWHERE = {"docker", "requests", "urllib3", "http.server", "ecs_init.volume_plugin", "ecs_init.volume_plugin.server"}
+HTTP_CLIENTS = {"http.client", "ssl", "email", "email.parser", "urllib.request"}
+REPORTS = {"ecs_init.status", "ecs_init.check", "ecs_init.render", "jsonschema"}
+HOST_PREP = {"ecs_init.apparmor", "ecs_init.gpu", "ecs_init.nvml", "ecs_init.hostnet", "ecs_init.netfilter",
+             "ecs_init.netrules", "ecs_init.hostfacts"}  # fmt: skip
+AGENT = {"ecs_init.supervisor", "ecs_init.upgrade", "ecs_init.cache", "ecs_init.progress", "ecs_init.download",
+         "ecs_init.imds"}  # fmt: skip
+
+DENY: dict[str, set[str]] = {
+    "version": EVERYWHERE | HTTP_CLIENTS | REPORTS | HOST_PREP | AGENT | {
+        "logging", "socket", "json", "ecs_init.docker", "ecs_init.docker.client",
+        "ecs_init.docker.transport", "ecs_init.engine", "ecs_init.config", "ecs_init.notify",
+    },  # fmt: skip
+    "stop": EVERYWHERE | HTTP_CLIENTS | REPORTS | HOST_PREP | AGENT | {
+        "ecs_init.agent_spec", "ecs_init.apparmor_profile", "ecs_init.notify", "ecs_init.lock",
+        "subprocess", "shutil", "tempfile", "random",  # stop runs no command, writes no file, never backs off
+    },  # fmt: skip
+    "start": EVERYWHERE | HTTP_CLIENTS | REPORTS | {"ecs_init.notify", "ecs_init.download", "ecs_init.imds",
+                                                     "ecs_init.netfilter", "ecs_init.hostnet"},  # fmt: skip
+    # the readiness probe is urllib.request (and so http.client): only here
+    "start+notify": EVERYWHERE | REPORTS | {"ecs_init.download", "ecs_init.imds"},
+    "reload-cache": EVERYWHERE | REPORTS | {"ecs_init.notify", "ecs_init.supervisor", "ecs_init.hostfacts"},
+    "post-stop": EVERYWHERE | HTTP_CLIENTS | REPORTS | AGENT | {"ecs_init.notify", "ecs_init.docker.client"},
+    "status": EVERYWHERE | {"ecs_init.notify", "ecs_init.supervisor", "ecs_init.download"},
+}
+
+
+@pytest.fixture
+def stub() -> Iterator[StubEngine]:
+    tmp = tempfile.mkdtemp(prefix="ecs-ib-", dir="/tmp")
+    engine = StubEngine(os.path.join(tmp, "d.sock"))
+    engine.routes["POST", "/containers/ecs-agent/stop"] = lambda r: Reply(304)
+    engine.routes["DELETE", "/containers/ecs-agent"] = lambda r: Reply(404, {"message": "No such container"})
+    engine.routes["POST", "/containers/create"] = lambda r: Reply(404, {"message": "No such image"})
+    engine.routes["GET", "/containers/ecs-agent/json"] = lambda r: Reply(404, {"message": "No such container"})
+    try:
+        yield engine.start()
+    finally:
+        engine.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def loaded_by(action: str, prefix: str, stub: StubEngine, notify: Optional[str] = None) -> tuple[int, set[str], str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "DOCKER_HOST")}
+    env.update(ECS_INIT_PATH_PREFIX=prefix, PYTHONPATH=os.path.join(ROOT, "src"), DOCKER_HOST=stub.host)
+    env["PATH"] = "/nonexistent"  # post-stop: no iptables/sysctl to run (each failure is logged, exit 0)
+    if notify:
+        env["NOTIFY_SOCKET"] = notify
+    proc = subprocess.run(
+        [sys.executable, "-c", HARNESS, *action.split()], env=env, capture_output=True, text=True, timeout=60
+    )
+    marker = [line for line in proc.stdout.splitlines() if line.startswith("MODULES=")]
+    assert marker, proc.stdout + proc.stderr
+    return proc.returncode, set(json.loads(marker[0][len("MODULES=") :])), proc.stderr
+
+
+def prefix_dir(tmp_path: object) -> str:
+    root = str(tmp_path)
+    for d in ("etc/ecs", "var/lib/ecs/data", "var/log/ecs", "var/cache/ecs", "var/run"):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    return root
+
+
+@pytest.mark.parametrize(
+    "action,expected_code",
+    [("version", 0), ("stop", 0), ("start", 255), ("reload-cache", 255), ("post-stop", 0), ("status", 3)],
+)
+def test_each_action_loads_only_what_it_runs(
+    tmp_path: object, stub: StubEngine, action: str, expected_code: int
+) -> None:
+    code, modules, stderr = loaded_by(action, prefix_dir(tmp_path), stub)
+    assert code == expected_code, stderr
+    assert "Traceback" not in stderr
+    assert sorted(modules & DENY[action]) == []
+
+
+def test_start_loads_the_readiness_probe_only_under_notify_socket(tmp_path: object, stub: StubEngine) -> None:
+    prefix = prefix_dir(tmp_path)
+    _, plain, _ = loaded_by("start", prefix, stub)
+    code, notified, stderr = loaded_by("start", prefix, stub, notify=os.path.join(str(tmp_path), "notify.sock"))
+    assert code == 255, stderr
+    assert "ecs_init.notify" not in plain and "urllib.request" not in plain
+    assert "ecs_init.notify" in notified
+    assert sorted(notified & DENY["start+notify"]) == []
+
+
+def test_the_stop_path_is_the_engine_client_and_little_else(tmp_path: object, stub: StubEngine) -> None:
+    _, modules, _ = loaded_by("stop", prefix_dir(tmp_path), stub)
+    ours = sorted(m for m in modules if m.startswith("ecs_init"))
+    assert ours == [
+        "ecs_init",
+        "ecs_init.agent",
+        "ecs_init.agent_stop",
+        "ecs_init.backoff",
+        "ecs_init.cli",
+        "ecs_init.cmd",
+        "ecs_init.config",
+        "ecs_init.context",
+        "ecs_init.docker",
+        "ecs_init.docker.answers",
+        "ecs_init.docker.api",
+        "ecs_init.docker.client",
+        "ecs_init.docker.daemon",
+        "ecs_init.docker.errors",
+        "ecs_init.docker.transport",
+        "ecs_init.engine",
+        "ecs_init.errors",
+        "ecs_init.fsutil",
+        "ecs_init.logsetup",
+        "ecs_init.redact",
+    ]
+    assert stub.paths() == ["GET /_ping", "POST /containers/ecs-agent/stop"]  # the cheapest way in, then the stop

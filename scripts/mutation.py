@@ -82,18 +82,18 @@ GROUPS: tuple[Group, ...] = (
     Group(
         "supervision policy",
         {
-            "src/ecs_init/supervisor.py": (
-                "decide",
-                "UpgradeWatch.*",
-                "rolled_back_images",
-                "Supervisor.run",
-                "Supervisor._upgrade",
-                "Supervisor._maybe_rollback",
-                "Supervisor._rollback",
-            ),
-            "src/ecs_init/docker_client.py": ("Backoff.*",),
+            "src/ecs_init/supervisor.py": ("decide", "Supervisor.run", "Supervisor._start_failed"),
+            "src/ecs_init/upgrade.py": ALL,
+            "src/ecs_init/backoff.py": ALL,
+            "src/ecs_init/events.py": ("rolled_back_images",),
         },
-        ("test_supervisor_logic.py", "test_property_backoff.py", "test_rollback_logic.py"),
+        (
+            "test_supervisor_logic.py",
+            "test_property_backoff.py",
+            "test_rollback_logic.py",
+            "test_supervision_loop.py",
+            "test_supervision_engine.py",
+        ),
     ),
     Group(
         "settings parsing",

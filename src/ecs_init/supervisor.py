@@ -82,11 +82,16 @@ class Supervisor(Upgrades):
         self,
         ctx: HostContext,
         clock: Callable[[], float] = time.monotonic,
+        pause: Optional[Callable[[float], bool]] = None,
     ):
+        """``clock`` times the agent's uptime and the rollback window; ``pause(delay)``
+        waits between restarts and says whether supervision was told to stop
+        meanwhile (default: wait on ``stopping``). Tests pass fakes of both."""
         self.ctx = ctx
         cfg = ctx.cfg
         self.clock = clock
         self.stopping = threading.Event()
+        self.pause = pause or self.stopping.wait
         self.backoff = Backoff(BACKOFF_START, BACKOFF_CAP, BACKOFF_JITTER)
         self.backoff_reset = cfg.number("ECS_INIT_BACKOFF_RESET_SECONDS", DEFAULT_BACKOFF_RESET)
         self.rollback_failures = int(cfg.number("ECS_INIT_ROLLBACK_FAILURES", DEFAULT_ROLLBACK_FAILURES))
@@ -182,7 +187,7 @@ class Supervisor(Upgrades):
                 delay = self.backoff.next()
                 log.info("restarting the agent in %.2fs", delay)
                 self.report("backoff", delay=delay, exit_code=code)
-                if self.stopping.wait(delay):
+                if self.pause(delay):
                     break
         finally:
             if self.stopping.is_set():

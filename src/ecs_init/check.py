@@ -624,7 +624,14 @@ def format_human(doc: dict[str, Any]) -> str:
 
 def main(ctx: HostContext, args: Sequence[str]) -> int:
     parser = make_parser("check", "Check Docker, ecs.config, the cached agent tarball and the host.")
+    parser.add_argument(
+        "--network", action="store_true", help="check connectivity instead: metadata, ECS, S3, proxy, credentials"
+    )
     opts = parser.parse_args(list(args))
+    if opts.network:
+        from ecs_init import netcheck  # only this option pays for sockets, TLS and threads
+
+        return netcheck.main(ctx, opts.json)
     started = time.monotonic()
     doc = report(run_checks(ctx), time.monotonic() - started)
     text = json.dumps(doc, indent=2) if opts.json else format_human(doc)

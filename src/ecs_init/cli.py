@@ -24,14 +24,21 @@ ACTIONS: dict[str, tuple[str, str]] = {
     ),
     "version": ("print the version of this program and of the bundled agent", ""),
     "status": ("show the agent, its supervisor, the image cache and host rules (--json)", "ecs_init.status:main"),
-    "check": ("check Docker, ecs.config, the cached tarball and the host (--json)", "ecs_init.check:main"),
+    "check": (
+        "check Docker, ecs.config, the cached tarball and the host; --network: connectivity (--json)",
+        "ecs_init.check:main",
+    ),
     "render": ("print the agent container config that start would create (--json)", "ecs_init.render:main"),
+    "collect": (
+        "write a support bundle: logs, config, state, host facts, secrets redacted (--output, --since, --json)",
+        "ecs_init.collect:main",
+    ),
 }
 
 # Actions that only read: they log to the console, not to ecs-init.log.
-READ_ONLY_ACTIONS: set[str] = {"version", "status", "check", "render"}
+READ_ONLY_ACTIONS: set[str] = {"version", "status", "check", "render", "collect"}
 # Operator reports: the report goes to stdout; the console log shows warnings and errors only.
-REPORT_ACTIONS: set[str] = {"status", "check", "render"}
+REPORT_ACTIONS: set[str] = {"status", "check", "render", "collect"}
 
 
 def usage() -> str:

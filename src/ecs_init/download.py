@@ -3,6 +3,10 @@
 Imported only when a download is needed (the engine imports it lazily), so
 the other actions never pay for it.
 
+Proxies: HTTPS_PROXY, else HTTP_PROXY, unless NO_PROXY excludes the host
+(the agent's rule, ``ecs_init.proxy``); the metadata service never goes
+through one.
+
 Flow: pick the artifact for this architecture; pick the region (external
 mode: AWS_DEFAULT_REGION; otherwise IMDSv2 with a short deadline; else
 us-east-1); try the partition bucket, then the regional bucket. For each
@@ -28,7 +32,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Callable
 
-from ecs_init import AGENT_VERSION, imds
+from ecs_init import AGENT_VERSION, imds, proxy
 from ecs_init.config import Config
 from ecs_init.context import HostContext
 from ecs_init.errors import InitError
@@ -234,10 +238,18 @@ def _describe_http_error(url: str, err: BaseException) -> str:
     return f"{url}: {text}"
 
 
+def _opener(url: str) -> urllib.request.OpenerDirector:
+    """An opener that goes through the proxy ``proxy.proxy_for`` picks for ``url`` (SPEC §10), or direct."""
+    chosen = proxy.proxy_for(url, os.environ)
+    scheme = urllib.parse.urlsplit(url).scheme
+    return urllib.request.build_opener(urllib.request.ProxyHandler({scheme: chosen.url} if chosen else {}))
+
+
 def _open(url: str, timeout: float) -> http.client.HTTPResponse:
     request = urllib.request.Request(url, headers={"User-Agent": "amazon-ecs-init"})
     try:
-        return urllib.request.urlopen(request, timeout=timeout)
+        resp: http.client.HTTPResponse = _opener(url).open(request, timeout=timeout)
+        return resp
     except (OSError, http.client.HTTPException, ValueError) as err:
         raise SourceError(_describe_http_error(url, err)) from err
 

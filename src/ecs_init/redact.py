@@ -20,6 +20,11 @@ Two ways to redact, so that redaction never alters text that is not a secret:
   ``docker``, ``dockercfg`` or ``12345678`` is never blanked out of other
   text; it is still redacted wherever it is shown by key.
   URL credentials are redacted in free text wherever they appear.
+
+Where free text is gathered from other programs (the support bundle's logs
+and command output), ``redact_keyed_values`` adds the by-key rule to it:
+in ``KEY=value`` and ``"key": "value"`` pairs whose key names a secret, the
+value goes and the key stays.
 """
 
 from __future__ import annotations
@@ -252,3 +257,91 @@ def redact_env_entries(entries: Iterable[str]) -> list[str]:
         key, sep, value = entry.partition("=")
         out.append(f"{display_key(key)}={redact_value(key, value)}" if sep else display_key(entry))
     return out
+
+
+# ---------------------------------------------------------------- by key, in free text
+
+# KEY=value and "key": "value" where the key names a secret (SPEC §11): the value goes, the key stays.
+# Found from the secret word outwards (a linear scan: a regex that first matches the key's leading
+# characters backtracks over every long word of a log and took seconds per 10 MiB).
+_KEYED_WORDS = tuple(word.lower() for word in (*_SECRET_WORDS, AUTH_DATA_KEY))
+MAX_KEYED_JSON = 64 * 1024  # a JSON value after a secret key is followed this far, else to the end of its line
+_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+_SEPARATOR = re.compile(r"=|\"\s*:\s*")
+_QUOTED = re.compile(r"\"(?:[^\"\\\n]|\\.)*\"")
+_BARE = re.compile(r"[^\s\",;&}\]]+")
+
+
+def _secret_words(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every secret word in ``text``, any case, in order (plain substring search)."""
+    lowered = text.lower()
+    if len(lowered) != len(text):  # a character whose lower case is longer: stay exact, search the original
+        lowered = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+    found = []
+    for word in _KEYED_WORDS:
+        at = lowered.find(word)
+        while at >= 0:
+            found.append((at, at + len(word)))
+            at = lowered.find(word, at + 1)
+    return sorted(found)
+
+
+def _value_end(text: str, start: int) -> int:
+    """Where the value starting at ``start`` ends: a quoted string, a JSON object or list (to its
+    closing bracket, at most to the end of the line), or a bare word."""
+    if start >= len(text):
+        return start
+    if text[start] == '"':
+        quoted = _QUOTED.match(text, start)
+        return quoted.end() if quoted else start
+    if text[start] in "{[":
+        depth, position, in_string = 0, start, False
+        limit = min(len(text), start + MAX_KEYED_JSON)
+        while position < limit:
+            char = text[position]
+            if char == "\n":
+                return position  # unbalanced: the rest of the line goes
+            if in_string:
+                if char == "\\":
+                    position += 1
+                elif char == '"':
+                    in_string = False
+            elif char == '"':
+                in_string = True
+            elif char in "{[":
+                depth += 1
+            elif char in "}]":
+                depth -= 1
+                if depth == 0:
+                    return position + 1
+            position += 1
+        line_end = text.find("\n", limit)  # very long: to the end of the line
+        return len(text) if line_end < 0 else line_end
+    bare = _BARE.match(text, start)
+    return bare.end() if bare else start
+
+
+def redact_keyed_values(text: str) -> str:
+    """Free text with the value of every ``KEY=value`` and ``"key": "value"`` pair whose key names a
+    secret replaced (by key, as in structured output); the rest of the text is unchanged.
+
+    For text whose structure is unknown (logs, command output). A quoted value goes to its closing
+    quote, a JSON object or list to its closing bracket (at most to the end of its line), a bare
+    value to the next space, quote, comma, semicolon, ampersand or closing bracket.
+    """
+    out: list[str] = []
+    done = 0
+    for start, end in _secret_words(text):
+        if start < done:
+            continue  # inside a value already replaced
+        while end < len(text) and text[end] in _KEY_CHARS:
+            end += 1
+        separator = _SEPARATOR.match(text, end)
+        value_end = _value_end(text, separator.end()) if separator else 0
+        if separator is None or value_end <= separator.end():
+            continue
+        out.append(text[done : separator.end()])
+        out.append(f'"{REDACTED}"' if text[separator.end()] == '"' else REDACTED)
+        done = value_end
+    out.append(text[done:])
+    return "".join(out)

@@ -46,7 +46,11 @@ REPORTS = {"ecs_init.status", "ecs_init.check", "ecs_init.render", "jsonschema"}
 HOST_PREP = {"ecs_init.apparmor", "ecs_init.gpu", "ecs_init.nvml", "ecs_init.hostnet", "ecs_init.netfilter",
              "ecs_init.netrules", "ecs_init.hostfacts"}  # fmt: skip
 AGENT = {"ecs_init.supervisor", "ecs_init.upgrade", "ecs_init.cache", "ecs_init.progress", "ecs_init.download",
-         "ecs_init.imds"}  # fmt: skip
+         "ecs_init.imds", "ecs_init.proxy"}  # fmt: skip
+# The operator's support tools (issue 17): only `collect` and `check --network` load them.
+SUPPORT = {"ecs_init.collect", "ecs_init.collect_sources", "ecs_init.collect_host", "ecs_init.collect_redact",
+           "ecs_init.bundle", "ecs_init.logsel", "ecs_init.netcheck", "ecs_init.netcheck_local",
+           "ecs_init.netprobe"}  # fmt: skip
 
 DENY: dict[str, set[str]] = {
     "version": EVERYWHERE | HTTP_CLIENTS | REPORTS | HOST_PREP | AGENT | {
@@ -64,7 +68,11 @@ DENY: dict[str, set[str]] = {
     "reload-cache": EVERYWHERE | REPORTS | {"ecs_init.notify", "ecs_init.supervisor", "ecs_init.hostfacts"},
     "post-stop": EVERYWHERE | HTTP_CLIENTS | REPORTS | AGENT | {"ecs_init.notify", "ecs_init.docker.client"},
     "status": EVERYWHERE | {"ecs_init.notify", "ecs_init.supervisor", "ecs_init.download"},
+    "check": EVERYWHERE | SUPPORT | {"ecs_init.notify", "ecs_init.supervisor", "ecs_init.download"},
 }
+for _action, _denied in DENY.items():
+    if _action != "check":
+        _denied |= SUPPORT
 
 
 @pytest.fixture
@@ -105,7 +113,7 @@ def prefix_dir(tmp_path: object) -> str:
 
 @pytest.mark.parametrize(
     "action,expected_code",
-    [("version", 0), ("stop", 0), ("start", 255), ("reload-cache", 255), ("post-stop", 0), ("status", 3)],
+    [("version", 0), ("stop", 0), ("start", 255), ("reload-cache", 255), ("post-stop", 0), ("status", 3), ("check", 1)],
 )
 def test_each_action_loads_only_what_it_runs(
     tmp_path: object, stub: StubEngine, action: str, expected_code: int

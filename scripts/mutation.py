@@ -72,7 +72,7 @@ GROUPS: tuple[Group, ...] = (
     Group(
         "redaction",
         {"src/ecs_init/redact.py": ALL},
-        ("test_redact_rule.py", "test_property_redact.py", "test_logging.py"),
+        ("test_redact_rule.py", "test_property_redact.py", "test_logging.py", "test_collect_logic.py"),
     ),
     Group(
         "cache decision",

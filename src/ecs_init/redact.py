@@ -286,6 +286,12 @@ def _secret_words(text: str) -> list[tuple[int, int]]:
     return sorted(found)
 
 
+def _line_end(text: str, start: int) -> int:
+    """The end of the line ``start`` is on (before its newline)."""
+    end = text.find("\n", start)
+    return len(text) if end < 0 else end
+
+
 def _value_end(text: str, start: int) -> int:
     """Where the value starting at ``start`` ends: a quoted string, a JSON object or list (to its
     closing bracket, at most to the end of the line), or a bare word."""
@@ -293,7 +299,7 @@ def _value_end(text: str, start: int) -> int:
         return start
     if text[start] == '"':
         quoted = _QUOTED.match(text, start)
-        return quoted.end() if quoted else start
+        return quoted.end() if quoted else _line_end(text, start)  # unterminated: the rest of the line goes
     if text[start] in "{[":
         depth, position, in_string = 0, start, False
         limit = min(len(text), start + MAX_KEYED_JSON)
@@ -315,8 +321,7 @@ def _value_end(text: str, start: int) -> int:
                 if depth == 0:
                     return position + 1
             position += 1
-        line_end = text.find("\n", limit)  # very long: to the end of the line
-        return len(text) if line_end < 0 else line_end
+        return _line_end(text, limit)  # very long: to the end of the line
     bare = _BARE.match(text, start)
     return bare.end() if bare else start
 
@@ -326,7 +331,8 @@ def redact_keyed_values(text: str) -> str:
     secret replaced (by key, as in structured output); the rest of the text is unchanged.
 
     For text whose structure is unknown (logs, command output). A quoted value goes to its closing
-    quote, a JSON object or list to its closing bracket (at most to the end of its line), a bare
+    quote (an unterminated one to the end of its line), a JSON object or list to its closing
+    bracket (at most to the end of its line), a bare
     value to the next space, quote, comma, semicolon, ampersand or closing bracket.
     """
     out: list[str] = []

@@ -446,3 +446,44 @@ def test_filter_redacts_a_record_whose_format_string_is_broken() -> None:
     assert redact.RedactFilter().filter(record) is True
     assert record.getMessage() == f"%d {REDACTED}"
     assert not record.args
+
+
+# ---------------------------------------------------------------- by key in free text (collect)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        # JSON values: nested, with brackets and escapes inside strings
+        ('X_TOKEN={"a": {"b": "}\\"]"}, "c": [1, {"d": 2}]} after', "X_TOKEN=<redacted> after"),
+        ('X_TOKEN={"k": "a\\\\"} tail', "X_TOKEN=<redacted> tail"),
+        ('X_TOKEN=["s1", "s2"], next=1', "X_TOKEN=<redacted>, next=1"),
+        ('X_TOKEN={"k": 1', "X_TOKEN=<redacted>"),  # unbalanced at the end of the text
+        ('first\nX_TOKEN="abc\nline 2', 'first\nX_TOKEN="<redacted>"\nline 2'),  # unterminated quote: the line
+        ('X_TOKEN="a\\"b" c', 'X_TOKEN="<redacted>" c'),
+        ('X_TOKEN="', 'X_TOKEN="<redacted>"'),
+        # nothing to replace
+        ("X_TOKEN=", "X_TOKEN="),
+        ("X_TOKEN= x", "X_TOKEN= x"),
+        ("the MY_TOKEN", "the MY_TOKEN"),
+        # every pair, also a key inside a value already replaced
+        ("A_TOKEN=1 B_TOKEN=2 C_TOKEN=3", "A_TOKEN=<redacted> B_TOKEN=<redacted> C_TOKEN=<redacted>"),
+        ("A_TOKEN=my_password_x B_SECRET=s2", "A_TOKEN=<redacted> B_SECRET=<redacted>"),
+        ("A_TOKENS=abc", "A_TOKENS=<redacted>"),
+        ("token refreshed, A_TOKEN=1", "token refreshed, A_TOKEN=<redacted>"),
+        ("A_TOKEN=Xyz next", "A_TOKEN=<redacted> next"),
+        ("X_TOKEN=[X] tail", "X_TOKEN=<redacted> tail"),
+        # a character whose lower case is longer does not shift what is replaced
+        ("\u0130 MY_TOKEN=abc \u0130", "\u0130 MY_TOKEN=<redacted> \u0130"),
+    ],
+)
+def test_keyed_values_exactly(text: str, shown: str) -> None:
+    assert redact.redact_keyed_values(text) == shown
+
+
+def test_a_json_value_too_long_to_follow_goes_to_the_end_of_its_line() -> None:
+    long_value = 'X_TOKEN={"k": "' + "a" * (redact.MAX_KEYED_JSON + 10) + '"}'
+    assert (
+        redact.redact_keyed_values(f"before\n{long_value} tail\nnext\nlast") == "before\nX_TOKEN=<redacted>\nnext\nlast"
+    )
+    assert redact.redact_keyed_values(f"before\n{long_value} tail") == "before\nX_TOKEN=<redacted>"

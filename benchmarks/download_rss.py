@@ -41,9 +41,9 @@ MiB = 1024 * 1024
 CHILD = r"""
 import json, os, sys, time
 sys.path.insert(0, sys.argv[1])
-from ecs_init.config import Config
-from ecs_init.context import HostContext
-from ecs_init.download import download_agent
+from ecs_init.core.config import Config
+from ecs_init.host.context import HostContext
+from ecs_init.agent.download import download_agent
 
 def status(field):
     with open("/proc/self/status") as fh:

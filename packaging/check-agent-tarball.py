@@ -24,7 +24,7 @@ import tarfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "src"))
 
-from ecs_init.agent_spec import AGENT_IMAGE  # noqa: E402 - standard library only
+from ecs_init.agent.spec import AGENT_IMAGE  # noqa: E402 - standard library only
 
 MAX_JSON_BYTES = 4 * 1024 * 1024
 # RPM and Debian architecture names -> Docker's (image config "architecture").

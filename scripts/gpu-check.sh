@@ -33,10 +33,10 @@ echo "== gpu.setup (ECS_INIT_PATH_PREFIX=$tmp/root)"
 mkdir -p "$tmp/root"
 env ECS_INIT_PATH_PREFIX="$tmp/root" ECS_ENABLE_GPU_SUPPORT=true DEV="$dev" PYTHONPATH="$pypath" "$PY" - <<'EOF'
 import logging, os, sys, time
-from ecs_init import gpu
-from ecs_init.config import Config
-from ecs_init.context import HostContext
-from ecs_init.errors import InitError
+from ecs_init.host import gpu
+from ecs_init.core.config import Config
+from ecs_init.host.context import HostContext
+from ecs_init.core.errors import InitError
 
 logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout)
 start = time.monotonic()

@@ -65,27 +65,32 @@ ALL = ("*",)
 GROUPS: tuple[Group, ...] = (
     Group(
         "container spec",
-        {"src/ecs_init/agent_spec.py": ALL},
+        {"src/ecs_init/agent/spec.py": ALL},
         ("test_agent_spec.py", "test_property_agent_spec.py", "test_booleans.py", "test_platform.py"),
     ),
-    Group("rule planner", {"src/ecs_init/netrules.py": ALL}, ("test_netrules.py",)),
+    Group("rule planner", {"src/ecs_init/host/netrules.py": ALL}, ("test_netrules.py",)),
     Group(
         "redaction",
-        {"src/ecs_init/redact.py": ALL},
+        {"src/ecs_init/core/redact.py": ALL},
         ("test_redact_rule.py", "test_property_redact.py", "test_logging.py", "test_collect_logic.py"),
     ),
     Group(
         "cache decision",
-        {"src/ecs_init/cache.py": ("parse_state", "read_state", "decide", "unknown_state_message", "write_state")},
+        {
+            "src/ecs_init/agent/cache.py": (
+                "parse_state", "read_state", "decide", "unknown_state_message", "write_state",
+            ),
+        },
         ("test_cache_logic.py", "test_property_cache.py"),
     ),
     Group(
         "supervision policy",
         {
-            "src/ecs_init/supervisor.py": ("decide", "Supervisor.run", "Supervisor._start_failed"),
-            "src/ecs_init/upgrade.py": ALL,
-            "src/ecs_init/backoff.py": ALL,
-            "src/ecs_init/events.py": ("rolled_back_images",),
+            "src/ecs_init/agent/policy.py": ALL,
+            "src/ecs_init/agent/supervisor.py": ("Supervisor.run", "Supervisor._start_failed"),
+            "src/ecs_init/agent/upgrade.py": ALL,
+            "src/ecs_init/core/backoff.py": ALL,
+            "src/ecs_init/agent/events.py": ("rolled_back_images",),
         },
         (
             "test_supervisor_logic.py",
@@ -97,8 +102,16 @@ GROUPS: tuple[Group, ...] = (
     ),
     Group(
         "settings parsing",
-        {"src/ecs_init/config.py": ALL},
-        ("test_config.py", "test_property_config.py", "test_booleans.py", "test_platform.py"),
+        {
+            "src/ecs_init/core/config.py": ALL,
+            "src/ecs_init/core/settings.py": (
+                "parse_bool", "read_flag", "read_number", "validate", "rules_disagree", "_num",
+            ),
+            "src/ecs_init/core/envfile.py": ALL,
+            "src/ecs_init/core/platform.py": ALL,
+            "src/ecs_init/core/paths.py": ALL,
+        },
+        ("test_config.py", "test_property_config.py", "test_booleans.py", "test_platform.py", "test_settings_table.py"),
     ),
     Group(
         "volume options",
@@ -107,10 +120,10 @@ GROUPS: tuple[Group, ...] = (
     ),
     Group(
         "volume state",
-        {"src/ecs_init/volume_plugin/state.py": ALL},
+        {"src/ecs_init/volume_plugin/state.py": ALL, "src/ecs_init/volume_plugin/registry.py": ALL},
         ("test_volume_plugin_state.py",),
     ),
-)
+)  # fmt: skip
 
 KILLED = {"killed", "timeout", "segfault"}
 SURVIVED = {"survived", "suspicious"}

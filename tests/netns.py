@@ -238,11 +238,11 @@ def _main(argv: list[str]) -> int:
     sys.path.insert(0, SRC)
     from fakes import FakeEngine  # tests/ is this script's directory
 
-    from ecs_init import hostnet, netfilter
-    from ecs_init.config import Config
-    from ecs_init.context import HostContext
+    from ecs_init.core.config import Config
+    from ecs_init.core.errors import InitError
     from ecs_init.docker.errors import EngineUnavailable
-    from ecs_init.errors import InitError
+    from ecs_init.host import ipv6_route, loopback, netfilter
+    from ecs_init.host.context import HostContext
 
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="level=%(levelname)s msg=%(message)s")
     answer = os.environ.get("ECS_TEST_BRIDGE")  # the default bridge's name, "" for none, "!unreachable"
@@ -253,13 +253,13 @@ def _main(argv: list[str]) -> int:
     action = argv[1] if len(argv) > 1 else ""
     try:
         if action == "pre-start":
-            hostnet.setup_sysctl(ctx)
-            hostnet.setup_ipv6_route(ctx)
+            loopback.setup(ctx)
+            ipv6_route.setup(ctx)
             netfilter.setup(ctx)
         elif action == "post-stop":
             netfilter.teardown(ctx)
-            hostnet.teardown_ipv6_route(ctx)
-            hostnet.teardown_sysctl(ctx)
+            ipv6_route.teardown(ctx)
+            loopback.teardown(ctx)
         else:
             print("usage: netns.py pre-start|post-stop", file=sys.stderr)
             return 1

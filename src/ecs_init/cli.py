@@ -10,28 +10,28 @@ from ecs_init import AGENT_VERSION, __version__
 # Imports beyond these happen per action, inside main(): `version` loads no
 # logging, HTTP or Docker code (tests/unit/test_import_budget.py).
 
-# action -> (one-line description, "module:function"); each function takes
-# (ctx, args) or (ctx) and returns the exit code.
+# action -> (one-line description, "module:function"); every action is
+# ``function(ctx, args) -> exit code``.
 ACTIONS: dict[str, tuple[str, str]] = {
-    "pre-start": ("prepare the host and make sure the agent image is loaded", "ecs_init.engine:pre_start"),
-    "start": ("run the agent container and supervise it until it stops for good", "ecs_init.engine:start"),
-    "stop": ("stop the agent container (10 s grace)", "ecs_init.engine:stop"),
-    "pre-stop": ("same as stop (kept for upstart jobs)", "ecs_init.engine:stop"),
-    "post-stop": ("undo the host preparation", "ecs_init.engine:post_stop"),
+    "pre-start": ("prepare the host and make sure the agent image is loaded", "ecs_init.actions:pre_start"),
+    "start": ("run the agent container and supervise it until it stops for good", "ecs_init.actions:start"),
+    "stop": ("stop the agent container (10 s grace)", "ecs_init.actions:stop"),
+    "pre-stop": ("same as stop (kept for upstart jobs)", "ecs_init.actions:stop"),
+    "post-stop": ("undo the host preparation", "ecs_init.actions:post_stop"),
     "reload-cache": (
         "load the cached agent tarball into Docker (download it first if missing)",
-        "ecs_init.engine:reload_cache",
+        "ecs_init.actions:reload_cache",
     ),
     "version": ("print the version of this program and of the bundled agent", ""),
-    "status": ("show the agent, its supervisor, the image cache and host rules (--json)", "ecs_init.status:main"),
+    "status": ("show the agent, its supervisor, the image cache and host rules (--json)", "ecs_init.ops.status:main"),
     "check": (
         "check Docker, ecs.config, the cached tarball and the host; --network: connectivity (--json)",
-        "ecs_init.check:main",
+        "ecs_init.ops.check:main",
     ),
-    "render": ("print the agent container config that start would create (--json)", "ecs_init.render:main"),
+    "render": ("print the agent container config that start would create (--json)", "ecs_init.ops.render:main"),
     "collect": (
         "write a support bundle: logs, config, state, host facts, secrets redacted (--output, --since, --json)",
-        "ecs_init.collect:main",
+        "ecs_init.ops.collect:main",
     ),
 }
 
@@ -88,17 +88,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import logging
     import signal
 
-    from ecs_init import logsetup, redact
-    from ecs_init.config import Config
-    from ecs_init.context import HostContext
-    from ecs_init.errors import EXIT_FAILURE, InitError
+    from ecs_init.core import logsetup, redact, settings
+    from ecs_init.core.config import Config
+    from ecs_init.core.errors import InitError
+    from ecs_init.core.exitcodes import Exit
+    from ecs_init.host.context import HostContext
 
     log = logging.getLogger("ecs_init")
 
     cfg = Config.load()
     redact.register_secrets(cfg.merged)
     redact.register_secrets(cfg.environ)
-    level = cfg.setting("ECS_LOGLEVEL", "info")
+    level = cfg.text(settings.LOGLEVEL)
     if action in REPORT_ACTIONS and level.strip().lower() not in ("error", "crit", "critical", "none"):
         level = "warn"
     logsetup.setup(None if action in READ_ONLY_ACTIONS else cfg.paths.init_log, level)
@@ -106,25 +107,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     log.info("%s (amazon-ecs-init %s)", action, __version__)
     try:
         func = _resolve(ACTIONS[action][1])
-        return int(func(ctx, rest) if _takes_args(func) else func(ctx))
+        return int(func(ctx, rest))
     except InitError as err:
         log.error("%s", err)
         return err.exit_code
     except KeyboardInterrupt:
         log.error("%s: interrupted", action)
-        return EXIT_FAILURE
+        return Exit.FAILURE
     except Exception as err:  # noqa: BLE001 - the last line of defence: one line, never a traceback
         log.debug("unexpected error", exc_info=True)
         log.error("%s failed: %s: %s", action, type(err).__name__, str(err).splitlines()[0] if str(err) else "")
-        return EXIT_FAILURE
+        return Exit.FAILURE
     finally:
         if action == "start":
             # systemd sends SIGTERM after ExecStop; arriving while the
             # interpreter shuts down it would turn a clean 0 into "killed".
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _takes_args(func: Callable[..., int]) -> bool:
-    code = getattr(func, "__code__", None)
-    return bool(code and code.co_argcount >= 2)

@@ -15,10 +15,11 @@ from typing import Sequence
 
 import pytest
 
-from ecs_init import apparmor, apparmor_profile
-from ecs_init.cmd import Runner
-from ecs_init.config import Config, Paths
-from ecs_init.context import HostContext
+from ecs_init.core.cmd import Runner
+from ecs_init.core.config import Config
+from ecs_init.core.paths import Paths
+from ecs_init.host import apparmor, apparmor_profile
+from ecs_init.host.context import HostContext
 
 PARSER = shutil.which("apparmor_parser")
 REAL_DIR = "/etc/apparmor.d"

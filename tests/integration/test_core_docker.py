@@ -136,9 +136,7 @@ def test_unknown_cache_state_fails_pre_start_but_reload_cache_loads(
     v1 = os.path.join(standin_dir, "ecs-agent-v1.tar")
     install_tarball(prefix, v1, state="3")
     remove_agent_image()
-    result = run_cli(
-        prefix, "pre-start", netns=netns, ECS_INIT_S3_ENDPOINT="http://127.0.0.1:9", ECS_LOGLEVEL="info"
-    )
+    result = run_cli(prefix, "pre-start", netns=netns, ECS_INIT_S3_ENDPOINT="http://127.0.0.1:9", ECS_LOGLEVEL="info")
     assert result.returncode == 255, result.stderr
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("level=error")]

@@ -21,11 +21,12 @@ import pytest
 from imds_stub import ImdsStub, SilentServer, closed_port_endpoint
 from s3_stub import AGENT_BUCKET, S3Stub, agent_key, file_md5
 
-from ecs_init import imds
-from ecs_init.config import Config, Paths
-from ecs_init.context import HostContext
-from ecs_init.download import download_agent
-from ecs_init.errors import InitError
+from ecs_init.agent import imds
+from ecs_init.agent.download import download_agent
+from ecs_init.core.config import Config
+from ecs_init.core.errors import InitError
+from ecs_init.core.paths import Paths
+from ecs_init.host.context import HostContext
 
 OLD = b"a previously cached, known-good tarball\n" * 64
 
@@ -360,7 +361,7 @@ def test_disk_error_fails_cleanly(
         return real_write(fd, data)
 
     monkeypatch.setattr(os, "write", full_disk)
-    caplog.set_level(logging.INFO, logger="ecs_init.download")
+    caplog.set_level(logging.INFO, logger="ecs_init.agent.download")
     with pytest.raises(InitError) as err:
         download_agent(ctx)
     monkeypatch.undo()

@@ -1,4 +1,4 @@
-"""The step-by-step probe (ecs_init.netprobe) and the download's proxy, against loopback stand-ins.
+"""The step-by-step probe (ecs_init.ops.netprobe) and the download's proxy, against loopback stand-ins.
 
 Everything listens on 127.0.0.1 of the test's own namespace: a closed
 port, a server that never answers, plain HTTP answering 403, an HTTPS
@@ -21,8 +21,9 @@ from imds_stub import SilentServer, closed_port_endpoint
 from proxy_stub import ProxyStub
 from tls_stub import TestCA, TlsServer
 
-from ecs_init import download, netprobe
-from ecs_init.proxy import Proxy
+from ecs_init.agent import download
+from ecs_init.agent.proxy import Proxy
+from ecs_init.ops import netprobe
 
 
 class _Status(BaseHTTPRequestHandler):

@@ -16,11 +16,12 @@ from typing import Iterator
 import pytest
 from s3_stub import AGENT_BUCKET, agent_key
 
-from ecs_init import cache, download
-from ecs_init.config import Config, Paths
-from ecs_init.context import HostContext
-from ecs_init.errors import InitError
-from ecs_init.fsutil import atomic_write
+from ecs_init.agent import cache, download
+from ecs_init.core.config import Config
+from ecs_init.core.errors import InitError
+from ecs_init.core.fsutil import atomic_write
+from ecs_init.core.paths import Paths
+from ecs_init.host.context import HostContext
 
 pytestmark = [pytest.mark.slow]
 

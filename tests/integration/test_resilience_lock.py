@@ -14,7 +14,7 @@ import time
 import pytest
 from helpers import Supervised, inspect, install_tarball, run_cli, wait_metadata
 
-from ecs_init.lock import FileLock, LockTimeout
+from ecs_init.core.lock import FileLock, LockTimeout
 
 RUN_DIR = "var/run/ecs-init"
 

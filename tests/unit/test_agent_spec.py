@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from ecs_init.agent_spec import (
+from ecs_init.agent.spec import (
     DEFAULT_CREDENTIALS_FETCHER_SOCKET,
     FIXED_BINDS,
     HostFacts,
@@ -14,7 +14,9 @@ from ecs_init.agent_spec import (
     candidate_paths,
     parse_labels,
 )
-from ecs_init.config import Config, Paths, Platform, detect_platform
+from ecs_init.core.config import Config
+from ecs_init.core.paths import Paths
+from ecs_init.core.platform import Platform, detect_platform
 
 AL2 = detect_platform({"ID": "amzn", "VERSION_ID": "2023"})
 DEBIAN = detect_platform({"ID": "debian", "VERSION_ID": "12"})
@@ -407,14 +409,17 @@ def test_engine_body_is_exactly_the_spec() -> None:
         ({"ECS_LOG_DRIVER": "json-file", "ECS_LOG_OPTS": '{"max-size":"1m"}'}, []),
         ({"ECS_LOG_OPTS": "[1]"}, ["ECS_LOG_OPTS is not a valid JSON object (not a JSON object); ignoring it"]),
         (
-            {"ECS_LOG_DRIVER": "bogus", "ECS_LOG_OPTS": "not json either"},
-            ["ECS_LOG_DRIVER='bogus' is not supported; using json-file"],
+            {"ECS_LOG_DRIVER": "bogus", "ECS_LOG_OPTS": '{"k": "v"}'},
+            ["ECS_LOG_DRIVER='bogus' is not supported; using json-file without ECS_LOG_OPTS"],
         ),
         (
             {"ECS_AGENT_LABELS": '{"a": 1}'},
-            ["ECS_AGENT_LABELS must be a JSON object of string to string; starting the agent without labels"],
+            [
+                "ECS_AGENT_LABELS is not a JSON object of string to string (the value of a is not a string); "
+                "starting the agent without labels"
+            ],
         ),
     ],
 )
 def test_warnings_exactly(settings: dict[str, str], warnings: list[str]) -> None:
-    assert build_spec(make(operator=settings), facts()).warnings == warnings
+    assert [w.text for w in build_spec(make(operator=settings), facts()).warnings] == warnings

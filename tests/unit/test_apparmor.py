@@ -12,11 +12,13 @@ from typing import Sequence
 
 import pytest
 
-from ecs_init import apparmor, apparmor_profile
-from ecs_init.agent_spec import HostFacts, build_spec
-from ecs_init.config import Config, Paths, detect_platform
-from ecs_init.context import HostContext
-from ecs_init.errors import CommandError, InitError
+from ecs_init.agent.spec import HostFacts, build_spec
+from ecs_init.core.config import Config
+from ecs_init.core.errors import CommandError, InitError
+from ecs_init.core.paths import Paths
+from ecs_init.core.platform import detect_platform
+from ecs_init.host import apparmor, apparmor_profile
+from ecs_init.host.context import HostContext
 
 
 class FakeRunner:
@@ -441,11 +443,11 @@ def test_setup_write_failure_is_init_error(prefix: str) -> None:
 
 def test_operator_profile_not_loaded_is_a_warning(prefix: str, caplog) -> None:  # type: ignore[no-untyped-def]
     fake_apparmor_host(prefix, profiles="docker-default (enforce)\necs-agent-default (enforce)\n")
-    with caplog.at_level(logging.INFO, logger="ecs_init.apparmor"):
+    with caplog.at_level(logging.INFO, logger="ecs_init.host.apparmor"):
         apparmor.setup(make_ctx(prefix, FakeRunner(), {"ECS_AGENT_APPARMOR_PROFILE": "mine"}))
     assert "'mine' (ECS_AGENT_APPARMOR_PROFILE) is not loaded" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="ecs_init.apparmor"):
+    with caplog.at_level(logging.INFO, logger="ecs_init.host.apparmor"):
         apparmor.setup(make_ctx(prefix, FakeRunner(), {"ECS_AGENT_APPARMOR_PROFILE": "docker-default"}))
     assert "not loaded" not in caplog.text
     assert "does not write or load it" in caplog.text

@@ -16,20 +16,31 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from ecs_init import hostfacts, netfilter
-from ecs_init.agent_spec import EXTERNAL_CREDS_BIND, HostFacts, build_spec
-from ecs_init.config import (
-    BOOLEAN_RULES,
-    EXACT_TRUE,
-    PARSE_BOOL,
-    Config,
-    Paths,
-    bool_setting,
-    detect_platform,
-    read_bool,
-    rules_disagree,
-)
-from ecs_init.context import HostContext
+from ecs_init.agent import hostfacts
+from ecs_init.agent.spec import EXTERNAL_CREDS_BIND, HostFacts, build_spec
+from ecs_init.core import settings as S
+from ecs_init.core.config import Config
+from ecs_init.core.paths import Paths
+from ecs_init.core.platform import detect_platform
+from ecs_init.host import netfilter
+from ecs_init.host.context import HostContext
+
+# The boolean rows of the settings table, by name (SPEC §3: which Go rule each switch follows).
+BOOLEAN_RULES = {s.name: s.kind for s in S.SETTINGS if s.kind in S.BOOLEAN_KINDS}
+EXACT_TRUE, PARSE_BOOL = S.Kind.EXACT_TRUE, S.Kind.PARSE_BOOL
+
+
+def bool_setting(key: str, raw: str) -> bool:
+    return S.read_flag(S.BY_NAME[key], raw)[0]
+
+
+def read_bool(key: str, raw: str) -> tuple[bool, str | None]:
+    return S.read_flag(S.BY_NAME[key], raw)
+
+
+def rules_disagree(key: str, raw: str) -> str | None:
+    return S.rules_disagree(S.BY_NAME[key], raw)
+
 
 EXACT_KEYS = [
     "ECS_AGENT_RUN_PRIVILEGED",
@@ -188,8 +199,8 @@ def test_doubtful_values_are_logged_once(caplog: pytest.LogCaptureFixture) -> No
     cfg = Config(paths=Paths(), environ={"ECS_AGENT_RUN_PRIVILEGED": "1", "ECS_AGENT_PID_NAMESPACE_HOST": "yes"})
     with caplog.at_level(logging.WARNING):
         for _ in range(3):
-            assert cfg.flag("ECS_AGENT_RUN_PRIVILEGED") is False
-            assert cfg.flag("ECS_AGENT_PID_NAMESPACE_HOST") is False
+            assert cfg.flag(S.RUN_PRIVILEGED) is False
+            assert cfg.flag(S.PID_NAMESPACE_HOST) is False
     messages = [r.getMessage() for r in caplog.records]
     assert messages == [
         "ECS_AGENT_RUN_PRIVILEGED='1' is not exactly 'true', so it is off (only the word true turns it on)",
@@ -202,7 +213,7 @@ def test_clear_values_are_not_logged(raw: str, caplog: pytest.LogCaptureFixture)
     cfg = Config(paths=Paths(), environ={key: raw for key in BOOLEAN_RULES})
     with caplog.at_level(logging.WARNING):
         for key in BOOLEAN_RULES:
-            cfg.flag(key)
+            cfg.flag(S.BY_NAME[key])
     assert caplog.records == []
 
 
@@ -227,4 +238,4 @@ def test_rules_disagree_text_as_check_shows_it() -> None:
         "ECS_AGENT_PID_NAMESPACE_HOST='T' is on (read like Go's ParseBool), "
         "but ecs-init's other switches accept only the word true"
     )
-    assert rules_disagree("ECS_CLUSTER", "1") is None
+    assert rules_disagree(S.LOG_DRIVER.name, "1") is None  # not a switch

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ecs_init.cache import (
+from ecs_init.agent.cache import (
     Action,
     UnknownCacheState,
     decide,
@@ -13,9 +13,10 @@ from ecs_init.cache import (
     read_state,
     write_state,
 )
-from ecs_init.config import Config, Paths
-from ecs_init.context import HostContext
-from ecs_init.errors import EXIT_FAILURE
+from ecs_init.core.config import Config
+from ecs_init.core.exitcodes import Exit
+from ecs_init.core.paths import Paths
+from ecs_init.host.context import HostContext
 
 
 @pytest.mark.parametrize(
@@ -72,7 +73,7 @@ def test_unknown_state_is_refused(state: int) -> None:
     for present in (True, False):
         with pytest.raises(UnknownCacheState) as err:
             decide(state, present)
-        assert err.value.exit_code == EXIT_FAILURE
+        assert err.value.exit_code == Exit.FAILURE
         assert str(state) in str(err.value) and "\n" not in str(err.value)
 
 
@@ -92,7 +93,7 @@ def test_pre_start_image_step_fails_on_unknown_state_without_downloading(tmp_pat
         ensure_image(ctx)
     assert str(err.value) == (
         f"the cache state file {paths.cache_state} holds 3, which is not a known state "
-        "(0 uncached, 1 cached, 2 reload needed): run reload-cache, or write 2 to it to reload the cached tarball"
+        "(0 uncached, 1 cached, 2 reload): run reload-cache, or write 2 to it to reload the cached tarball"
     )
     with open(paths.cache_state) as fh:
         assert fh.read() == "3\n"  # untouched

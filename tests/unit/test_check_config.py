@@ -10,10 +10,12 @@ import tarfile
 
 import pytest
 
-from ecs_init import check
-from ecs_init.config import Config, Paths
-from ecs_init.context import HostContext
-from ecs_init.known_keys import AGENT_KEYS, BOOLEAN_KEYS, KNOWN_KEYS, OWN_KEYS
+from ecs_init.core import envfile
+from ecs_init.core.config import Config
+from ecs_init.core.known_keys import AGENT_KEYS, BOOLEAN_KEYS, KNOWN_KEYS, OWN_KEYS
+from ecs_init.core.paths import Paths
+from ecs_init.host.context import HostContext
+from ecs_init.ops import check, check_config, check_host
 
 SHARED_KEYS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "ecs-config-keys.txt")
 
@@ -29,12 +31,9 @@ def _cfg(tmp_path, operator: str = "", instance: str = "", environ: dict[str, st
     return Config.load(environ=env)
 
 
-def _entries(cfg: Config) -> list[check.ConfigLine]:
-    files = [
-        check.load_config_file(cfg.paths.ecs_config, "operator"),
-        check.load_config_file(cfg.paths.instance_config, "instance"),
-    ]
-    return [e for f in files for e in f.lines]
+def _spec_check(cfg: Config, name: str) -> check.Check:
+    (found,) = [c for c in check_config.check_spec_values(cfg) if c.name == name]
+    return found
 
 
 # ---------------------------------------------------------------- known keys
@@ -69,38 +68,38 @@ def test_every_own_setting_the_code_reads_is_known() -> None:
 
 def test_parse_config_lines_keeps_line_numbers_and_reports_lines_without_equals() -> None:
     text = "\n  ECS_CLUSTER = prod \n# a comment\nnot a setting\nECS_LOGLEVEL=debug=x\n=orphan\n"
-    entries, ignored = check.parse_config_lines("/f", text)
+    entries, ignored = envfile.parse_lines(text)
     assert [(e.line, e.key, e.value) for e in entries] == [(2, "ECS_CLUSTER", "prod"), (5, "ECS_LOGLEVEL", "debug=x")]
     assert ignored == [(4, "not a setting")]
 
 
 def test_config_file_checks(tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = _cfg(tmp_path, operator="ECS_CLUSTER=a\noops\n")
-    operator = check.check_config_file(check.load_config_file(cfg.paths.ecs_config, "operator"))
+    operator = check_config.check_config_file(envfile.read(cfg.paths.ecs_config), "operator")
     assert (operator.name, operator.status, operator.details["lines"]) == ("config.operator", "WARN", [2])
-    instance = check.check_config_file(check.load_config_file(cfg.paths.instance_config, "instance"))
+    instance = check_config.check_config_file(envfile.read(cfg.paths.instance_config), "instance")
     assert (instance.name, instance.status) == ("config.instance", "PASS")
-    missing = check.check_config_file(check.load_config_file(str(tmp_path / "nope"), "operator"))
+    missing = check_config.check_config_file(envfile.read(str(tmp_path / "nope")), "operator")
     assert missing.status == "WARN" and "does not exist" in missing.reason and missing.hint
 
 
 def test_config_file_that_is_a_directory_fails(tmp_path) -> None:  # type: ignore[no-untyped-def]
     os.makedirs(tmp_path / "etc/ecs/ecs.config")
-    result = check.check_config_file(check.load_config_file(str(tmp_path / "etc/ecs/ecs.config"), "operator"))
+    result = check_config.check_config_file(envfile.read(str(tmp_path / "etc/ecs/ecs.config")), "operator")
     assert result.status == "FAIL" and "is a directory" in result.reason
 
 
 def test_config_file_that_is_a_fifo_fails_without_hanging(tmp_path) -> None:  # type: ignore[no-untyped-def]
     fifo = str(tmp_path / "ecs.config")
     os.mkfifo(fifo)
-    result = check.check_config_file(check.load_config_file(fifo, "operator"))
+    result = check_config.check_config_file(envfile.read(fifo), "operator")
     assert result.status == "FAIL" and "not a regular file" in result.reason
 
 
 def test_oversized_config_file_fails(tmp_path) -> None:  # type: ignore[no-untyped-def]
     big = tmp_path / "ecs.config"
     big.write_bytes(b"A=" + b"x" * (1024 * 1024))
-    result = check.check_config_file(check.load_config_file(str(big), "operator"))
+    result = check_config.check_config_file(envfile.read(str(big)), "operator")
     assert result.status == "FAIL" and "larger than" in result.reason
 
 
@@ -115,7 +114,7 @@ def test_unknown_keys_warn_with_did_you_mean(tmp_path) -> None:  # type: ignore[
     )
     found = [
         (c.name, c.status, c.details["key"], c.details["line"], c.details["suggestion"])
-        for c in check.check_keys(_entries(cfg))
+        for c in check_config.check_keys(cfg.files)
     ]
     assert found == [
         ("config.unknown-key", "WARN", "ECS_CLUSTR", 1, "ECS_CLUSTER"),
@@ -125,7 +124,7 @@ def test_unknown_keys_warn_with_did_you_mean(tmp_path) -> None:  # type: ignore[
         ("config.unknown-key", "WARN", "XYZZY", 5, None),
         ("config.unknown-key", "WARN", "ECS_ENABLE_GPU_SUPORT", 1, "ECS_ENABLE_GPU_SUPPORT"),
     ]
-    results = check.check_keys(_entries(cfg))
+    results = check_config.check_keys(cfg.files)
     assert results[0].hint == "did you mean ECS_CLUSTER?"
     assert "no comments" in results[3].hint
     assert results[4].hint.startswith("check the spelling")
@@ -134,7 +133,7 @@ def test_unknown_keys_warn_with_did_you_mean(tmp_path) -> None:  # type: ignore[
 
 def test_known_keys_pass_and_duplicates_warn(tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = _cfg(tmp_path, operator="ECS_CLUSTER=a\nECS_LOGLEVEL=info\nECS_CLUSTER=b\n")
-    results = check.check_keys(_entries(cfg))
+    results = check_config.check_keys(cfg.files)
     assert [(c.name, c.status) for c in results] == [("config.keys", "PASS"), ("config.duplicate-key", "WARN")]
     assert results[0].reason == "all 2 key(s) are known"
     assert "line 1" in results[1].reason and results[1].details["line"] == 3
@@ -142,7 +141,7 @@ def test_known_keys_pass_and_duplicates_warn(tmp_path) -> None:  # type: ignore[
 
 def test_own_settings_are_known(tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = _cfg(tmp_path, operator="ECS_INIT_ROLLBACK_FAILURES=5\nECS_INIT_S3_ENDPOINT=http://127.0.0.1:1\n")
-    assert [c.status for c in check.check_keys(_entries(cfg))] == ["PASS"]
+    assert [c.status for c in check_config.check_keys(cfg.files)] == ["PASS"]
 
 
 # ---------------------------------------------------------------- booleans
@@ -151,14 +150,14 @@ def test_own_settings_are_known(tmp_path) -> None:  # type: ignore[no-untyped-de
 @pytest.mark.parametrize("value", ["true", "True", "TRUE", "t", "1", "false", "F", "0"])
 def test_go_booleans_parse(tmp_path, value: str) -> None:  # type: ignore[no-untyped-def]
     cfg = _cfg(tmp_path, operator=f"ECS_ENABLE_TASK_ENI={value}\n")
-    assert [(c.name, c.status) for c in check.check_booleans(_entries(cfg))] == [("config.boolean", "PASS")]
+    assert [(c.name, c.status) for c in check_config.check_booleans(cfg, cfg.files)] == [("config.boolean", "PASS")]
 
 
 @pytest.mark.parametrize("value", ["1", "True", "TRUE", "t", "T"])
 def test_privileged_spelled_other_than_true_warns(tmp_path, value: str) -> None:  # type: ignore[no-untyped-def]
     """SPEC §3: ECS_AGENT_RUN_PRIVILEGED=1 is off (as in Go); check says so."""
     cfg = _cfg(tmp_path, operator=f"ECS_CLUSTER=c\nECS_AGENT_RUN_PRIVILEGED={value}\n")
-    results = check.check_booleans(_entries(cfg))
+    results = check_config.check_booleans(cfg, cfg.files)
     assert [(c.name, c.status, c.details["key"], c.details["line"]) for c in results] == [
         ("config.boolean", "WARN", "ECS_AGENT_RUN_PRIVILEGED", 2)
     ]
@@ -167,14 +166,14 @@ def test_privileged_spelled_other_than_true_warns(tmp_path, value: str) -> None:
 
 def test_parse_bool_switch_spelled_1_warns_but_is_on(tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = _cfg(tmp_path, operator="ECS_SKIP_LOCALHOST_TRAFFIC_FILTER=1\nECS_EXTERNAL=0\nECS_GMSA_SUPPORTED=true\n")
-    results = check.check_booleans(_entries(cfg))
+    results = check_config.check_booleans(cfg, cfg.files)
     assert [(c.status, c.details["key"]) for c in results] == [("WARN", "ECS_SKIP_LOCALHOST_TRAFFIC_FILTER")]
     assert "is on" in results[0].reason
 
 
 def test_unparsable_booleans_fail(tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = _cfg(tmp_path, operator="ECS_CLUSTER=yes\nECS_ENABLE_TASK_ENI=yes\nECS_AGENT_RUN_PRIVILEGED=on\n")
-    results = check.check_booleans(_entries(cfg))
+    results = check_config.check_booleans(cfg, cfg.files)
     assert [(c.status, c.details["key"], c.details["line"]) for c in results] == [
         ("FAIL", "ECS_ENABLE_TASK_ENI", 2),
         ("FAIL", "ECS_AGENT_RUN_PRIVILEGED", 3),
@@ -197,7 +196,7 @@ def test_unparsable_booleans_fail(tmp_path) -> None:  # type: ignore[no-untyped-
 )
 def test_agent_labels(tmp_path, value: str, status: str, fragment: str) -> None:  # type: ignore[no-untyped-def]
     cfg = _cfg(tmp_path, operator=f"ECS_AGENT_LABELS={value}\n" if value else "ECS_CLUSTER=a\n")
-    result = check.check_labels(cfg)
+    result = _spec_check(cfg, "config.agent-labels")
     assert (result.name, result.status) == ("config.agent-labels", status)
     assert fragment in result.reason
     if status == "FAIL":
@@ -210,7 +209,7 @@ def test_agent_labels(tmp_path, value: str, status: str, fragment: str) -> None:
 )
 def test_log_driver(tmp_path, driver: str, status: str) -> None:  # type: ignore[no-untyped-def]
     cfg = _cfg(tmp_path, operator=f"ECS_LOG_DRIVER={driver}\n")
-    result = check.check_log_driver(cfg)
+    result = _spec_check(cfg, "config.log-driver")
     assert (result.name, result.status) == ("config.log-driver", status)
     if status == "FAIL":
         assert "json-file" in result.hint
@@ -218,7 +217,7 @@ def test_log_driver(tmp_path, driver: str, status: str) -> None:  # type: ignore
 
 def test_log_driver_from_process_environment_wins(tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = _cfg(tmp_path, operator="ECS_LOG_DRIVER=syslog\n", environ={"ECS_LOG_DRIVER": "bogus"})
-    result = check.check_log_driver(cfg)
+    result = _spec_check(cfg, "config.log-driver")
     assert result.status == "FAIL" and "process environment" in result.reason
 
 
@@ -228,7 +227,7 @@ def test_log_driver_from_process_environment_wins(tmp_path) -> None:  # type: ig
 )
 def test_log_opts(tmp_path, value: str, status: str) -> None:  # type: ignore[no-untyped-def]
     cfg = _cfg(tmp_path, operator=f"ECS_LOG_OPTS={value}\n")
-    result = check.check_log_opts(cfg)
+    result = _spec_check(cfg, "config.log-opts")
     assert (result.name, result.status) == ("config.log-opts", status)
 
 
@@ -253,16 +252,16 @@ def _archive(path: str, tags: list[str], manifest: bool = True, layer: bytes = b
 def test_inspect_archive_reads_tags(tmp_path) -> None:  # type: ignore[no-untyped-def]
     path = str(tmp_path / "a.tar")
     _archive(path, ["amazon/amazon-ecs-agent:latest", "amazon/amazon-ecs-agent:v1"])
-    assert check.inspect_archive(path) == (["amazon/amazon-ecs-agent:latest", "amazon/amazon-ecs-agent:v1"], "")
+    assert check_host.inspect_archive(path) == (["amazon/amazon-ecs-agent:latest", "amazon/amazon-ecs-agent:v1"], "")
 
 
 def test_inspect_archive_problems(tmp_path) -> None:  # type: ignore[no-untyped-def]
     garbage = tmp_path / "garbage.tar"
     garbage.write_bytes(b"this is not a docker save archive\n" * 100)
-    assert "not a readable tar archive" in check.inspect_archive(str(garbage))[1]
+    assert "not a readable tar archive" in check_host.inspect_archive(str(garbage))[1]
     plain = str(tmp_path / "plain.tar")
     _archive(plain, [], manifest=False)
-    assert "no manifest.json" in check.inspect_archive(plain)[1]
+    assert "no manifest.json" in check_host.inspect_archive(plain)[1]
     # Truncated: manifest.json written first, then the file cut inside the big layer.
     full = str(tmp_path / "full.tar")
     with tarfile.open(full, "w") as tar:
@@ -274,7 +273,7 @@ def test_inspect_archive_problems(tmp_path) -> None:  # type: ignore[no-untyped-
     cut = tmp_path / "cut.tar"
     with open(full, "rb") as fh:
         cut.write_bytes(fh.read(128 * 1024))
-    assert "truncated" in check.inspect_archive(str(cut))[1]
+    assert "truncated" in check_host.inspect_archive(str(cut))[1]
 
 
 def _ctx(tmp_path) -> HostContext:  # type: ignore[no-untyped-def]
@@ -286,26 +285,26 @@ def _ctx(tmp_path) -> HostContext:  # type: ignore[no-untyped-def]
 def test_tarball_check(tmp_path) -> None:  # type: ignore[no-untyped-def]
     ctx = _ctx(tmp_path)
     paths = ctx.paths
-    missing = check.check_tarball(ctx)
+    missing = check_host.check_tarball(ctx)
     assert (missing.name, missing.status) == ("cache.tarball", "WARN") and "download" in missing.reason
     _archive(paths.cache_tarball, ["amazon/amazon-ecs-agent:latest"])
     with open(paths.cache_state, "w") as fh:
         fh.write("1\n")
-    good = check.check_tarball(ctx)
+    good = check_host.check_tarball(ctx)
     assert good.status == "PASS" and good.details["tags"] == ["amazon/amazon-ecs-agent:latest"]
     assert "cache state 1" in good.reason
     _archive(paths.cache_tarball, ["busybox:latest"])
-    wrong = check.check_tarball(ctx)
+    wrong = check_host.check_tarball(ctx)
     assert (
         wrong.status == "FAIL"
         and "does not contain amazon/amazon-ecs-agent:latest (it has busybox:latest)" in wrong.reason
     )
     with open(paths.cache_tarball, "wb") as fh:
         fh.write(b"junk" * 1000)
-    corrupt = check.check_tarball(ctx)
+    corrupt = check_host.check_tarball(ctx)
     assert corrupt.status == "FAIL" and paths.cache_state in corrupt.hint
     open(paths.cache_tarball, "wb").close()
-    assert check.check_tarball(ctx).status == "WARN"
+    assert check_host.check_tarball(ctx).status == "WARN"
 
 
 def test_tarball_check_fails_an_unknown_cache_state(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -315,7 +314,7 @@ def test_tarball_check_fails_an_unknown_cache_state(tmp_path) -> None:  # type: 
     _archive(paths.cache_tarball, ["amazon/amazon-ecs-agent:latest"])
     with open(paths.cache_state, "w") as fh:
         fh.write("3\n")
-    result = check.check_tarball(ctx)
+    result = check_host.check_tarball(ctx)
     assert result.status == "FAIL" and result.details["state"] == 3
     assert "pre-start will fail" in result.reason and "holds 3" in result.reason
     assert "reload-cache" in result.hint
@@ -331,9 +330,9 @@ def test_free_space_thresholds(tmp_path, monkeypatch) -> None:  # type: ignore[n
         def __init__(self, free: int) -> None:
             self.f_bavail = free // 4096
 
-    for free, status in ((100 * check.MIB, "FAIL"), (500 * check.MIB, "WARN"), (2 * check.GIB, "PASS")):
-        monkeypatch.setattr(check.os, "statvfs", lambda _p, free=free: Fake(free))
-        result = check.free_space_check("disk.cache", "the cache directory", str(tmp_path / "not/yet"), "hint")
+    for free, status in ((100 * check_host.MIB, "FAIL"), (500 * check_host.MIB, "WARN"), (2 * check_host.GIB, "PASS")):
+        monkeypatch.setattr(check_host.os, "statvfs", lambda _p, free=free: Fake(free))
+        result = check_host.free_space_check("disk.cache", "the cache directory", str(tmp_path / "not/yet"), "hint")
         assert result.status == status
         assert result.details["free_bytes"] == free
 

@@ -8,28 +8,29 @@ import subprocess
 
 import pytest
 
-from ecs_init import status
-from ecs_init.config import Config, Paths
-from ecs_init.context import HostContext
-from ecs_init.errors import UsageError
+from ecs_init.core.config import Config
+from ecs_init.core.errors import UsageError
+from ecs_init.core.paths import Paths
+from ecs_init.host.context import HostContext
+from ecs_init.ops import report, status
 
 
 def test_parse_docker_time() -> None:
-    assert status.parse_docker_time("2024-05-01T12:00:00Z") == 1714564800.0
-    assert status.parse_docker_time("2024-05-01T12:00:00.5Z") == pytest.approx(1714564800.5)
-    assert status.parse_docker_time("2024-05-01T12:00:00.123456789Z") == pytest.approx(1714564800.123456789)
-    assert status.parse_docker_time("2024-05-01T14:00:00+02:00") == 1714564800.0
-    assert status.parse_docker_time("0001-01-01T00:00:00Z") is None
-    assert status.parse_docker_time("") is None
-    assert status.parse_docker_time("yesterday") is None
+    assert report.parse_docker_time("2024-05-01T12:00:00Z") == 1714564800.0
+    assert report.parse_docker_time("2024-05-01T12:00:00.5Z") == pytest.approx(1714564800.5)
+    assert report.parse_docker_time("2024-05-01T12:00:00.123456789Z") == pytest.approx(1714564800.123456789)
+    assert report.parse_docker_time("2024-05-01T14:00:00+02:00") == 1714564800.0
+    assert report.parse_docker_time("0001-01-01T00:00:00Z") is None
+    assert report.parse_docker_time("") is None
+    assert report.parse_docker_time("yesterday") is None
 
 
 def test_human_units() -> None:
-    assert status.human_duration(5) == "5s"
-    assert status.human_duration(3725) == "1h2m5s"
-    assert status.human_duration(90061) == "1d1h1m"
-    assert status.human_bytes(512) == "512 B"
-    assert status.human_bytes(3 * 1024 * 1024) == "3.0 MiB"
+    assert report.human_duration(5) == "5s"
+    assert report.human_duration(3725) == "1h2m5s"
+    assert report.human_duration(90061) == "1d1h1m"
+    assert report.human_bytes(512) == "512 B"
+    assert report.human_bytes(3 * 1024 * 1024) == "3.0 MiB"
 
 
 def _report(reachable: bool = True, running: bool | None = True, answering: bool = True) -> dict:  # type: ignore[type-arg]
@@ -56,7 +57,7 @@ def test_verdict(kwargs: dict, code: int) -> None:  # type: ignore[type-arg]
 
 
 def test_parser_usage_errors_exit_1_not_2() -> None:
-    parser = status.make_parser("status", "x")
+    parser = report.make_parser("status", "x")
     assert parser.parse_args(["--json"]).json is True
     with pytest.raises(UsageError) as err:
         parser.parse_args(["--bogus"])
@@ -118,5 +119,5 @@ def test_cache_part(tmp_path) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_metadata_that_does_not_answer_says_so() -> None:
-    doc, error = status.fetch_metadata("http://127.0.0.1:9/v1/metadata", timeout=0.5)
+    doc, error = report.fetch_metadata("http://127.0.0.1:9/v1/metadata", timeout=0.5)
     assert doc is None and "does not answer within 0.5s" in error

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from ecs_init.cmd import Runner, command_env
+from ecs_init.core.cmd import Runner, command_env
 
 GERMAN = {"LANG": "C.UTF-8", "LANGUAGE": "de"}
 
@@ -59,7 +59,7 @@ def test_error_text_is_english_under_a_german_locale() -> None:
 @pytest.mark.usefixtures("german")
 @pytest.mark.skipif(shutil.which("sysctl") is None, reason="no sysctl")
 def test_sysctl_missing_key_text_is_english_under_a_german_locale() -> None:
-    """hostnet recognises a missing docker0 key by 'cannot stat' (read-only: -n)."""
+    """loopback recognises a missing docker0 key by 'cannot stat' (read-only: -n)."""
     argv = ["sysctl", "-n", "net.ipv6.conf.no-such-iface-ecs.accept_ra"]
     if "cannot stat" in _german_without_fix(argv):
         pytest.skip("procps German messages are not installed")

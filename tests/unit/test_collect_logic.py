@@ -15,11 +15,12 @@ from fakes import FakeEngine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ecs_init import bundle, collect_host, collect_sources, logsel, redact
-from ecs_init.collect_redact import redact_container, redact_env_text, scrub
-from ecs_init.collect_sources import Item
+from ecs_init.core import redact
 from ecs_init.docker.api import LogLine
 from ecs_init.docker.errors import EngineError, EngineUnavailable
+from ecs_init.ops import bundle, collect_host, collect_sources, logsel
+from ecs_init.ops.collect_redact import redact_container, redact_env_text, scrub
+from ecs_init.ops.collect_sources import Item
 
 T0 = calendar.timegm((2026, 11, 27, 12, 0, 0, 0, 0, 0))
 
@@ -328,9 +329,10 @@ def test_keyed_values_always_hide_the_value(key: str, value: str, separator: str
 
 
 def _docker_items(monkeypatch: pytest.MonkeyPatch, tmp_path: Any, engine: FakeEngine) -> dict[str, Item]:
-    from ecs_init import status
-    from ecs_init.config import Config, Paths
-    from ecs_init.context import HostContext
+    from ecs_init.core.config import Config
+    from ecs_init.core.paths import Paths
+    from ecs_init.host.context import HostContext
+    from ecs_init.ops import report as status
 
     monkeypatch.setattr(status, "connect_quick", lambda cfg, timeout=2.0: engine)
     ctx = HostContext(cfg=Config(paths=Paths(prefix=str(tmp_path)), environ={}))

@@ -4,14 +4,12 @@ import os
 
 import pytest
 
-from ecs_init.config import (
-    Config,
-    Paths,
-    parse_bool,
-    parse_env_text,
-    read_env_file,
-    version_tuple,
-)
+from ecs_init.core import settings
+from ecs_init.core.config import Config
+from ecs_init.core.envfile import parse_env_text, read_env_file
+from ecs_init.core.paths import Paths
+from ecs_init.core.settings import parse_bool
+from ecs_init.docker.api import version_tuple
 
 
 def test_paths_without_prefix_are_the_real_ones() -> None:
@@ -62,12 +60,29 @@ def test_merge_order_operator_wins(tmp_path) -> None:  # type: ignore[no-untyped
     os.makedirs(tmp_path / "var/lib/ecs")
     (tmp_path / "var/lib/ecs/ecs.config").write_text("A=instance\nB=instance\n")
     (tmp_path / "etc/ecs/ecs.config").write_text("B=operator\nC=operator\n")
-    cfg = Config.load({"C": "process"}, paths)
-    assert cfg.merged == {"A": "instance", "B": "operator", "C": "operator"}
-    # own settings: process env first, then the merged files
-    assert cfg.setting("C") == "process"
-    assert cfg.setting("B") == "operator"
-    assert cfg.setting("Z", "dflt") == "dflt"
+    (tmp_path / "etc/ecs/ecs.config").write_text("B=operator\nC=operator\nECS_LOG_DRIVER=syslog\nECS_LOG_OPTS={}\n")
+    cfg = Config.load({"C": "process", "ECS_LOG_OPTS": '{"a":"b"}'}, paths)
+    assert cfg.merged == {
+        "A": "instance", "B": "operator", "C": "operator", "ECS_LOG_DRIVER": "syslog", "ECS_LOG_OPTS": "{}"
+    }  # fmt: skip
+    # own settings: process env first, then the merged files, then the table's default
+    assert cfg.text(settings.LOG_OPTS) == '{"a":"b"}'
+    assert cfg.origin(settings.LOG_OPTS) == "the process environment"
+    assert cfg.text(settings.LOG_DRIVER) == "syslog"
+    assert cfg.origin(settings.LOG_DRIVER) == paths.ecs_config
+    assert cfg.text(settings.LOG_FILE_SIZE) == "16m"
+    assert cfg.origin(settings.LOG_FILE_SIZE) == ""
+
+
+def test_environment_only_and_files_only_settings(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    paths = Paths(prefix=str(tmp_path))
+    os.makedirs(tmp_path / "etc/ecs")
+    (tmp_path / "etc/ecs/ecs.config").write_text('DOCKER_HOST=unix:///file.sock\nECS_AGENT_LABELS={"f":"1"}\n')
+    cfg = Config.load({"ECS_AGENT_LABELS": '{"env":"1"}'}, paths)
+    assert cfg.docker_host() == "unix:///var/run/docker.sock"  # DOCKER_HOST: the process environment only
+    assert cfg.raw(settings.AGENT_LABELS) == '{"f":"1"}'  # labels: what the agent gets, the files'
+    cfg = Config.load({"DOCKER_HOST": "unix:///env.sock"}, paths)
+    assert cfg.docker_host() == "unix:///env.sock"
 
 
 @pytest.mark.parametrize("value", ["1", "t", "T", "TRUE", "true", "True"])
@@ -87,9 +102,9 @@ def test_parse_bool_invalid(value: str) -> None:
 
 def test_flag_unparsable_is_false_and_logged(caplog) -> None:  # type: ignore[no-untyped-def]
     cfg = Config(paths=Paths(), environ={"ECS_SKIP_LOCALHOST_TRAFFIC_FILTER": "yes"})
-    assert cfg.flag("ECS_SKIP_LOCALHOST_TRAFFIC_FILTER") is False
+    assert cfg.flag(settings.SKIP_LOCALHOST_TRAFFIC_FILTER) is False
     assert "not a boolean" in caplog.text
-    assert cfg.flag("ECS_ALLOW_OFFHOST_INTROSPECTION_ACCESS") is False  # unset
+    assert cfg.flag(settings.ALLOW_OFFHOST_INTROSPECTION_ACCESS) is False  # unset
 
 
 def test_version_tuple() -> None:
@@ -124,17 +139,20 @@ def test_config_load_takes_the_prefix_from_the_given_environment(tmp_path) -> No
     assert Config.load({}, given).paths is given
 
 
-def test_setting_default_is_empty() -> None:
-    cfg = Config(paths=Paths(), environ={"A": ""}, operator={"B": "b"})
-    assert cfg.setting("UNSET") == ""
-    assert cfg.setting("A", "d") == ""  # set, even empty, in the process env
-    assert cfg.setting("B", "d") == "b"
+RESET = settings.BACKOFF_RESET_SECONDS
+
+
+def test_raw_is_empty_when_unset_and_the_process_env_wins_even_empty() -> None:
+    cfg = Config(paths=Paths(), environ={"ECS_LOG_DRIVER": ""}, operator={"ECS_LOG_DRIVER": "syslog"})
+    assert cfg.raw(settings.LOG_DRIVER) == ""
+    assert cfg.text(settings.LOG_DRIVER) == "json-file"  # empty: the default
+    assert Config(paths=Paths(), environ={}).raw(RESET) == ""
 
 
 def test_an_unset_switch_is_off_and_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
     cfg = Config(paths=Paths(), environ={})
     for key in ("ECS_EXTERNAL", "ECS_SKIP_LOCALHOST_TRAFFIC_FILTER"):
-        assert cfg.flag(key) is False
+        assert cfg.flag(settings.BY_NAME[key]) is False
     assert caplog.records == []
 
 
@@ -151,28 +169,29 @@ def test_an_unset_switch_is_off_and_logs_nothing(caplog: pytest.LogCaptureFixtur
         ("-0.001", 60.0),
         ("nan", 60.0),
         ("NaN", 60.0),
+        ("inf", 60.0),
         ("ten", 60.0),
     ],
 )
-def test_number_accepts_only_non_negative_numbers(raw: str | None, value: float) -> None:
+def test_seconds_accept_only_finite_numbers_in_range(raw: str | None, value: float) -> None:
     """ECS_INIT_BACKOFF_RESET_SECONDS=nan would never reset the backoff; -1 would reset it always."""
-    environ = {} if raw is None else {"ECS_INIT_BACKOFF_RESET_SECONDS": raw}
-    assert Config(paths=Paths(), environ=environ).number("ECS_INIT_BACKOFF_RESET_SECONDS", 60.0) == value
+    environ = {} if raw is None else {RESET.name: raw}
+    assert Config(paths=Paths(), environ=environ).seconds(RESET) == value
 
 
-def test_number_from_the_files_and_process_env_first() -> None:
-    cfg = Config(paths=Paths(), environ={"N": "3"}, operator={"N": "4", "M": "5"})
-    assert cfg.number("N", 1.0) == 3.0
-    assert cfg.number("M", 1.0) == 5.0
+def test_seconds_from_the_files_and_the_process_env_first() -> None:
+    assert Config(paths=Paths(), environ={RESET.name: "3"}, operator={RESET.name: "4"}).seconds(RESET) == 3.0
+    assert Config(paths=Paths(), environ={}, operator={RESET.name: "5"}).seconds(RESET) == 5.0
 
 
-def test_number_out_of_range_is_logged(caplog: pytest.LogCaptureFixture) -> None:
-    cfg = Config(paths=Paths(), environ={"N": "nan", "M": "x"})
-    cfg.number("N", 1.0)
-    cfg.number("M", 1.0)
+def test_a_bad_number_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    cfg = Config(paths=Paths(), environ={RESET.name: "nan", settings.ROLLBACK_WINDOW.name: "x"})
+    cfg.seconds(RESET)
+    cfg.seconds(RESET)
+    cfg.seconds(settings.ROLLBACK_WINDOW)
     assert [r.getMessage() for r in caplog.records] == [
-        "N='nan' is out of range; using 1.0",
-        "M='x' is not a number; using 1.0",
+        "ECS_INIT_BACKOFF_RESET_SECONDS='nan' is out of range [0, 86400]; using 60",
+        f"ECS_INIT_ROLLBACK_WINDOW='x' is not a number of seconds; using {settings.ROLLBACK_WINDOW.default}",
     ]
 
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ecs_init.cache import resolve_desired_image
-from ecs_init.config import Paths
-from ecs_init.errors import InitError
+from ecs_init.agent.cache import resolve_desired_image
+from ecs_init.core.errors import InitError
+from ecs_init.core.paths import Paths
 
 
 @pytest.fixture

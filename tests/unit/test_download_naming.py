@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ecs_init import AGENT_VERSION
-from ecs_init.download import (
+from ecs_init.agent.sources import (
     PARTITIONS,
     artifact_key,
     dns_suffix,
@@ -17,7 +17,7 @@ from ecs_init.download import (
     partition_of,
     sources,
 )
-from ecs_init.errors import InitError
+from ecs_init.core.errors import InitError
 
 
 @pytest.mark.parametrize("machine", ["x86_64", "amd64", "X86_64"])

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from ecs_init.progress import Progress, ProgressReader, human_bytes
+from ecs_init.agent.progress import Progress, ProgressReader, human_bytes
 
 
 class Clock:
@@ -22,7 +22,7 @@ MiB = 1024 * 1024
 
 
 def messages(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "ecs_init.progress"]
+    return [r.getMessage() for r in caplog.records if r.name == "ecs_init.agent.progress"]
 
 
 def test_human_bytes() -> None:

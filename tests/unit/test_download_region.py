@@ -7,9 +7,10 @@ import time
 import pytest
 from imds_stub import ImdsStub, SilentServer, closed_port_endpoint
 
-from ecs_init import imds
-from ecs_init.config import Config, Paths
-from ecs_init.download import resolve_region
+from ecs_init.agent import imds
+from ecs_init.agent.download import resolve_region
+from ecs_init.core.config import Config
+from ecs_init.core.paths import Paths
 
 
 def make_cfg(tmp_path, **env: str) -> Config:  # type: ignore[no-untyped-def]

@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from ecs_init import gpu, nvml
-from ecs_init.config import Config, Paths
-from ecs_init.context import HostContext
-from ecs_init.errors import InitError
+from ecs_init.core.config import Config
+from ecs_init.core.errors import InitError
+from ecs_init.core.paths import Paths
+from ecs_init.host import gpu, nvml
+from ecs_init.host.context import HostContext
 
 
 class FakeNVMLError(Exception):
@@ -146,7 +147,7 @@ def test_wait_for_devices_appears_late(empty_dev: str) -> None:
 
 def test_setup_writes_info_bytes_from_old_bindings(prefix: str, dev_dir: str, caplog) -> None:  # type: ignore[no-untyped-def]
     fake = fake_pynvml()
-    caplog.set_level(logging.INFO, logger="ecs_init.gpu")
+    caplog.set_level(logging.INFO, logger="ecs_init.host.gpu")
     gpu.setup(make_ctx(prefix, ON), dev_dir=dev_dir, nvml_loader=lambda: fake)
     assert read_info(prefix) == (
         '{"DriverVersion": "535.104.05", "GPUIDs": ["GPU-11111111-2222-3333-4444-555555555555"]}\n'
@@ -230,7 +231,7 @@ def test_setup_pynvml_not_installed(prefix: str, dev_dir: str, monkeypatch) -> N
 
 
 def test_setup_no_devices_does_nothing_more(prefix: str, empty_dev: str, caplog) -> None:  # type: ignore[no-untyped-def]
-    caplog.set_level(logging.INFO, logger="ecs_init.gpu")
+    caplog.set_level(logging.INFO, logger="ecs_init.host.gpu")
     gpu.setup(make_ctx(prefix, ON), dev_dir=empty_dev, nvml_loader=never_called)
     assert gpu.EULA_NOTICE in caplog.messages  # the notice comes before the device check
     assert any("no NVIDIA device" in m for m in caplog.messages)
@@ -239,7 +240,7 @@ def test_setup_no_devices_does_nothing_more(prefix: str, empty_dev: str, caplog)
 
 @pytest.mark.parametrize("env", [{}, {"ECS_ENABLE_GPU_SUPPORT": "false"}, {"ECS_ENABLE_GPU_SUPPORT": "yes"}])
 def test_setup_flag_off(prefix: str, dev_dir: str, env: dict[str, str], caplog) -> None:  # type: ignore[no-untyped-def]
-    caplog.set_level(logging.INFO, logger="ecs_init.gpu")
+    caplog.set_level(logging.INFO, logger="ecs_init.host.gpu")
     gpu.setup(make_ctx(prefix, env), dev_dir=dev_dir, nvml_loader=never_called)
     assert gpu.EULA_NOTICE not in caplog.messages
     assert not os.path.exists(os.path.join(prefix, "var", "lib", "ecs", "gpu"))

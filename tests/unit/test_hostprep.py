@@ -9,11 +9,14 @@ from typing import Any, Sequence
 
 import pytest
 
-from ecs_init import engine, hostfacts
-from ecs_init.agent_spec import build_spec
-from ecs_init.config import Config, Paths
-from ecs_init.context import HostContext
-from ecs_init.errors import CommandError
+from ecs_init import actions as engine
+from ecs_init.agent import hostfacts
+from ecs_init.agent.spec import build_spec
+from ecs_init.core.config import Config
+from ecs_init.core.errors import CommandError
+from ecs_init.core.paths import Paths
+from ecs_init.host import ebs
+from ecs_init.host.context import HostContext
 
 
 class FakeRunner:
@@ -41,7 +44,7 @@ def test_ebs_dir_created_0755(tmp_path: Any) -> None:
     ctx = ctx_for(tmp_path)
     old = os.umask(0o077)
     try:
-        engine.setup_ebs_dir(ctx)
+        ebs.setup(ctx)
     finally:
         os.umask(old)
     assert os.stat(ctx.paths.ebs_dir).st_mode & 0o777 == 0o755
@@ -51,7 +54,7 @@ def test_ebs_dir_failure_is_logged_and_turns_ebs_off(tmp_path: Any, caplog: pyte
     (tmp_path / "mnt").write_text("a file where a directory should be")
     ctx = ctx_for(tmp_path)
     with caplog.at_level(logging.ERROR):
-        engine.setup_ebs_dir(ctx)  # no exception: pre-start goes on
+        ebs.setup(ctx)  # no exception: pre-start goes on
     assert any("EBS mount directory" in r.getMessage() for r in caplog.records)
     facts = hostfacts.gather(ctx, docker_api_version="1.44")
     assert build_spec(ctx.cfg, facts).env["ECS_EBSTA_SUPPORTED"] == "false"
@@ -75,7 +78,7 @@ def test_missing_realm_binary_is_not_domain_joined(tmp_path: Any, caplog: pytest
 
 
 def test_pre_start_steps_in_spec_order() -> None:
-    assert [name for name, _ in engine.pre_start_steps()] == [
+    assert [name for name, _ in engine.PRE_START] == [
         "GPU setup",
         "AppArmor",
         "loopback routing and IPv6 router advertisements",
@@ -87,14 +90,16 @@ def test_pre_start_steps_in_spec_order() -> None:
 
 
 def test_a_failing_step_names_itself(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ecs_init.errors import InitError
+    from ecs_init.core.errors import InitError
 
     def boom(_ctx: HostContext) -> None:
         raise CommandError("iptables: command not found")
 
-    steps = tuple((n, boom if n == "netfilter rules" else (lambda _c: None)) for n, _ in engine.pre_start_steps())
-    monkeypatch.setattr(engine, "pre_start_steps", lambda: steps)
+    netfilter_setup = dict(engine.PRE_START)["netfilter rules"]
+    monkeypatch.setattr(
+        engine, "step_function", lambda target: boom if target == netfilter_setup else (lambda _c: None)
+    )
     ctx = ctx_for(tmp_path)
     with pytest.raises(InitError, match="pre-start: netfilter rules failed: iptables: command not found") as err:
-        engine._pre_start(ctx)
+        engine.run_pre_start(ctx)
     assert err.value.exit_code == 255

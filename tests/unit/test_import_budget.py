@@ -42,33 +42,44 @@ sys.exit(code)
 # Never, for any action: the Docker SDK and its HTTP stack, the volume plugin's server.
 EVERYWHERE = {"docker", "requests", "urllib3", "http.server", "ecs_init.volume_plugin", "ecs_init.volume_plugin.server"}
 HTTP_CLIENTS = {"http.client", "ssl", "email", "email.parser", "urllib.request"}
-REPORTS = {"ecs_init.status", "ecs_init.check", "ecs_init.render", "jsonschema"}
-HOST_PREP = {"ecs_init.apparmor", "ecs_init.gpu", "ecs_init.nvml", "ecs_init.hostnet", "ecs_init.netfilter",
-             "ecs_init.netrules", "ecs_init.hostfacts"}  # fmt: skip
-AGENT = {"ecs_init.supervisor", "ecs_init.upgrade", "ecs_init.cache", "ecs_init.progress", "ecs_init.download",
-         "ecs_init.imds", "ecs_init.proxy"}  # fmt: skip
+REPORTS = {"ecs_init.ops.status", "ecs_init.ops.check", "ecs_init.ops.render", "jsonschema"}
+HOST_PREP = {
+    "ecs_init.host.apparmor", "ecs_init.host.gpu", "ecs_init.host.nvml", "ecs_init.host.loopback",
+    "ecs_init.host.ipv6_route", "ecs_init.host.netfilter", "ecs_init.host.netrules", "ecs_init.host.ebs",
+    "ecs_init.agent.hostfacts",
+}  # fmt: skip
+AGENT = {
+    "ecs_init.agent.supervisor", "ecs_init.agent.upgrade", "ecs_init.agent.cache", "ecs_init.agent.progress",
+    "ecs_init.agent.download", "ecs_init.agent.imds", "ecs_init.agent.proxy",
+}  # fmt: skip
 # The operator's support tools (issue 17): only `collect` and `check --network` load them.
-SUPPORT = {"ecs_init.collect", "ecs_init.collect_sources", "ecs_init.collect_host", "ecs_init.collect_redact",
-           "ecs_init.bundle", "ecs_init.logsel", "ecs_init.netcheck", "ecs_init.netcheck_local",
-           "ecs_init.netprobe"}  # fmt: skip
+SUPPORT = {
+    "ecs_init.ops.collect", "ecs_init.ops.collect_sources", "ecs_init.ops.collect_host", "ecs_init.ops.collect_redact",
+    "ecs_init.ops.bundle", "ecs_init.ops.logsel", "ecs_init.ops.netcheck", "ecs_init.ops.netcheck_local",
+    "ecs_init.ops.netprobe",
+}  # fmt: skip
 
 DENY: dict[str, set[str]] = {
     "version": EVERYWHERE | HTTP_CLIENTS | REPORTS | HOST_PREP | AGENT | {
         "logging", "socket", "json", "ecs_init.docker", "ecs_init.docker.client",
-        "ecs_init.docker.transport", "ecs_init.engine", "ecs_init.config", "ecs_init.notify",
+        "ecs_init.docker.transport", "ecs_init.actions", "ecs_init.core.config", "ecs_init.agent.notify",
     },  # fmt: skip
     "stop": EVERYWHERE | HTTP_CLIENTS | REPORTS | HOST_PREP | AGENT | {
-        "ecs_init.agent_spec", "ecs_init.apparmor_profile", "ecs_init.notify", "ecs_init.lock",
+        "ecs_init.agent.spec", "ecs_init.host.apparmor_profile", "ecs_init.agent.notify", "ecs_init.core.lock",
         "subprocess", "shutil", "tempfile", "random",  # stop runs no command, writes no file, never backs off
     },  # fmt: skip
-    "start": EVERYWHERE | HTTP_CLIENTS | REPORTS | {"ecs_init.notify", "ecs_init.download", "ecs_init.imds",
-                                                     "ecs_init.netfilter", "ecs_init.hostnet"},  # fmt: skip
+    "start": EVERYWHERE | HTTP_CLIENTS | REPORTS | {
+        "ecs_init.agent.notify", "ecs_init.agent.download", "ecs_init.agent.imds",
+        "ecs_init.host.netfilter", "ecs_init.host.loopback", "ecs_init.host.ipv6_route",
+    },  # fmt: skip
     # the readiness probe is urllib.request (and so http.client): only here
-    "start+notify": EVERYWHERE | REPORTS | {"ecs_init.download", "ecs_init.imds"},
-    "reload-cache": EVERYWHERE | REPORTS | {"ecs_init.notify", "ecs_init.supervisor", "ecs_init.hostfacts"},
-    "post-stop": EVERYWHERE | HTTP_CLIENTS | REPORTS | AGENT | {"ecs_init.notify", "ecs_init.docker.client"},
-    "status": EVERYWHERE | {"ecs_init.notify", "ecs_init.supervisor", "ecs_init.download"},
-    "check": EVERYWHERE | SUPPORT | {"ecs_init.notify", "ecs_init.supervisor", "ecs_init.download"},
+    "start+notify": EVERYWHERE | REPORTS | {"ecs_init.agent.download", "ecs_init.agent.imds"},
+    "reload-cache": EVERYWHERE | REPORTS | {
+        "ecs_init.agent.notify", "ecs_init.agent.supervisor", "ecs_init.agent.hostfacts",
+    },  # fmt: skip
+    "post-stop": EVERYWHERE | HTTP_CLIENTS | REPORTS | AGENT | {"ecs_init.agent.notify", "ecs_init.docker.client"},
+    "status": EVERYWHERE | {"ecs_init.agent.notify", "ecs_init.agent.supervisor", "ecs_init.agent.download"},
+    "check": EVERYWHERE | SUPPORT | {"ecs_init.agent.notify", "ecs_init.agent.supervisor", "ecs_init.agent.download"},
 }
 for _action, _denied in DENY.items():
     if _action != "check":
@@ -129,8 +140,8 @@ def test_start_loads_the_readiness_probe_only_under_notify_socket(tmp_path: obje
     _, plain, _ = loaded_by("start", prefix, stub)
     code, notified, stderr = loaded_by("start", prefix, stub, notify=os.path.join(str(tmp_path), "notify.sock"))
     assert code == 255, stderr
-    assert "ecs_init.notify" not in plain and "urllib.request" not in plain
-    assert "ecs_init.notify" in notified
+    assert "ecs_init.agent.notify" not in plain and "urllib.request" not in plain
+    assert "ecs_init.agent.notify" in notified
     assert sorted(notified & DENY["start+notify"]) == []
 
 
@@ -139,13 +150,23 @@ def test_the_stop_path_is_the_engine_client_and_little_else(tmp_path: object, st
     ours = sorted(m for m in modules if m.startswith("ecs_init"))
     assert ours == [
         "ecs_init",
+        "ecs_init.actions",
         "ecs_init.agent",
-        "ecs_init.agent_stop",
-        "ecs_init.backoff",
+        "ecs_init.agent.identity",
+        "ecs_init.agent.stop",
         "ecs_init.cli",
-        "ecs_init.cmd",
-        "ecs_init.config",
-        "ecs_init.context",
+        "ecs_init.core",
+        "ecs_init.core.backoff",
+        "ecs_init.core.cmd",
+        "ecs_init.core.config",
+        "ecs_init.core.envfile",
+        "ecs_init.core.errors",
+        "ecs_init.core.exitcodes",
+        "ecs_init.core.fsutil",
+        "ecs_init.core.logsetup",
+        "ecs_init.core.paths",
+        "ecs_init.core.redact",
+        "ecs_init.core.settings",
         "ecs_init.docker",
         "ecs_init.docker.answers",
         "ecs_init.docker.api",
@@ -153,10 +174,7 @@ def test_the_stop_path_is_the_engine_client_and_little_else(tmp_path: object, st
         "ecs_init.docker.daemon",
         "ecs_init.docker.errors",
         "ecs_init.docker.transport",
-        "ecs_init.engine",
-        "ecs_init.errors",
-        "ecs_init.fsutil",
-        "ecs_init.logsetup",
-        "ecs_init.redact",
+        "ecs_init.host",
+        "ecs_init.host.context",
     ]
     assert stub.paths() == ["GET /_ping", "POST /containers/ecs-agent/stop"]  # the cheapest way in, then the stop

@@ -12,10 +12,12 @@ import time
 
 import pytest
 
-from ecs_init import lock
-from ecs_init.config import Config, Paths
-from ecs_init.context import HostContext
-from ecs_init.errors import EXIT_FAILURE, InitError
+from ecs_init.core import lock
+from ecs_init.core.config import Config
+from ecs_init.core.errors import InitError
+from ecs_init.core.exitcodes import Exit
+from ecs_init.core.paths import Paths
+from ecs_init.host.context import HostContext
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -27,15 +29,15 @@ def make_ctx(prefix: str, **env: str) -> HostContext:
 
 def test_lock_paths_are_in_the_run_dir(tmp_path) -> None:  # type: ignore[no-untyped-def]
     ctx = make_ctx(str(tmp_path))
-    assert lock.action_lock_path(ctx) == str(tmp_path) + "/var/run/ecs-init/ecs-init.lock"
-    assert lock.supervisor_lock_path(ctx) == str(tmp_path) + "/var/run/ecs-init/ecs-init-supervisor.lock"
-    assert lock.lock_timeout(ctx) == lock.DEFAULT_LOCK_TIMEOUT
-    assert lock.lock_timeout(make_ctx(str(tmp_path), ECS_INIT_LOCK_TIMEOUT="2.5")) == 2.5
+    assert lock.action_lock_path(ctx.paths) == str(tmp_path) + "/var/run/ecs-init/ecs-init.lock"
+    assert lock.supervisor_lock_path(ctx.paths) == str(tmp_path) + "/var/run/ecs-init/ecs-init-supervisor.lock"
+    assert lock.lock_timeout(ctx.cfg) == lock.DEFAULT_LOCK_TIMEOUT
+    assert lock.lock_timeout(make_ctx(str(tmp_path), ECS_INIT_LOCK_TIMEOUT="2.5").cfg) == 2.5
 
 
 def test_acquire_creates_the_run_dir_and_records_the_holder(tmp_path) -> None:  # type: ignore[no-untyped-def]
     ctx = make_ctx(str(tmp_path))
-    held = lock.action_lock(ctx, "pre-start")
+    held = lock.action_lock(ctx.cfg, "pre-start")
     with held:
         assert held.held
         assert held.holder() == f"pid={os.getpid()} action=pre-start"
@@ -49,11 +51,11 @@ def test_second_holder_times_out_with_a_clear_error(tmp_path, caplog) -> None:  
     try:
         second = lock.FileLock(path, "pre-start", timeout=0.3)
         started = time.monotonic()
-        with caplog.at_level(logging.WARNING, logger="ecs_init.lock"), pytest.raises(lock.LockTimeout) as info:
+        with caplog.at_level(logging.WARNING, logger="ecs_init.core.lock"), pytest.raises(lock.LockTimeout) as info:
             second.acquire()
         waited = time.monotonic() - started
         assert 0.25 <= waited < 3
-        assert info.value.exit_code == EXIT_FAILURE
+        assert info.value.exit_code == Exit.FAILURE
         assert isinstance(info.value, InitError)
         assert "action=post-stop" in str(info.value) and "ECS_INIT_LOCK_TIMEOUT" in str(info.value)
         assert any("waiting up to" in r.getMessage() and "action=post-stop" in r.getMessage() for r in caplog.records)
@@ -68,7 +70,7 @@ def test_waiter_gets_the_lock_when_the_holder_releases(tmp_path, caplog) -> None
     timer = threading.Timer(0.5, first.release)
     timer.start()
     try:
-        with caplog.at_level(logging.INFO, logger="ecs_init.lock"):
+        with caplog.at_level(logging.INFO, logger="ecs_init.core.lock"):
             started = time.monotonic()
             with lock.FileLock(path, "post-stop", timeout=10) as second:
                 waited = time.monotonic() - started
@@ -110,7 +112,7 @@ def test_a_lock_of_a_killed_process_never_blocks(tmp_path) -> None:  # type: ign
     path = str(tmp_path / "run" / "ecs-init.lock")
     code = (
         "import sys, time\n"
-        "from ecs_init.lock import FileLock\n"
+        "from ecs_init.core.lock import FileLock\n"
         f"FileLock({path!r}, 'pre-start').acquire()\n"
         "print('locked', flush=True)\n"
         "time.sleep(600)\n"
@@ -147,16 +149,3 @@ def test_a_symlinked_lock_file_is_refused(tmp_path) -> None:  # type: ignore[no-
     assert outside.read_text() == "precious\n"
 
 
-def test_release_when_running_drops_the_setup_lock_after_starting(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    path = str(tmp_path / "x.lock")
-    setup = lock.FileLock(path, "start").acquire()
-    listener = lock.release_when_running(setup)
-    listener("starting", {})
-    assert setup.held
-    with pytest.raises(lock.LockTimeout):
-        lock.FileLock(path, "pre-start", timeout=0.1).acquire()
-    listener("running", {})
-    assert not setup.held
-    with lock.FileLock(path, "pre-start", timeout=1):
-        pass
-    listener("backoff", {})  # later states do nothing

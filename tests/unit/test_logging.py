@@ -3,7 +3,7 @@ from __future__ import annotations
 import logging
 import os
 
-from ecs_init import logsetup, redact
+from ecs_init.core import logsetup, redact
 
 
 def test_logfmt_line_shape() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ecs_init import netcheck, netcheck_local
-from ecs_init.config import Config, Paths
-from ecs_init.context import HostContext
+from ecs_init.core.config import Config, Paths
+from ecs_init.host.context import HostContext
+from ecs_init.ops import netcheck, netcheck_local
 
 
 def ctx(tmp_path, environ: dict[str, str] | None = None, operator: dict[str, str] | None = None) -> HostContext:  # type: ignore[no-untyped-def]

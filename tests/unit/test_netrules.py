@@ -12,17 +12,18 @@ from fakes import FakeEngine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ecs_init import hostnet, netfilter
-from ecs_init.config import Config, Paths
-from ecs_init.context import HostContext
+from ecs_init.core.config import Config
+from ecs_init.core.errors import CommandError
+from ecs_init.core.paths import Paths
 from ecs_init.docker.errors import EngineUnavailable
-from ecs_init.errors import CommandError
-from ecs_init.netrules import (
+from ecs_init.host import ipv6_route, loopback, netfilter
+from ecs_init.host.context import HostContext
+from ecs_init.host.netrules import (
     IPV4,
     IPV6,
-    HostFacts,
+    NetFacts,
     Rule,
-    Settings,
+    RuleSettings,
     bridge_accept,
     introspection_block,
     parse_loopback,
@@ -42,7 +43,7 @@ SPEC_LINES = [
     "ip6tables -t filter -I INPUT -p tcp --dport 51678 -i docker0 -j ACCEPT",
     "iptables -t nat -A OUTPUT -p tcp -d 169.254.170.2 --dport 80 -j REDIRECT --to-ports 51679",
 ]
-FULL = HostFacts(loopback="lo", bridge="docker0", ipv6=True)
+FULL = NetFacts(loopback="lo", bridge="docker0", ipv6=True)
 
 
 def _t(text: str) -> tuple[str, ...]:
@@ -53,7 +54,7 @@ def _t(text: str) -> tuple[str, ...]:
 
 
 def test_default_plan_is_spec_section_7_in_order() -> None:
-    assert [str(r) for r in plan_setup(Settings(), FULL)] == SPEC_LINES
+    assert [str(r) for r in plan_setup(RuleSettings(), FULL)] == SPEC_LINES
 
 
 @pytest.mark.parametrize("skip", [False, True])
@@ -61,7 +62,7 @@ def test_default_plan_is_spec_section_7_in_order() -> None:
 @pytest.mark.parametrize("bridge", [None, "br-x"])
 @pytest.mark.parametrize("ipv6", [False, True])
 def test_plan_for_every_combination(skip: bool, allow: bool, bridge: str | None, ipv6: bool) -> None:
-    plan = plan_setup(Settings(skip, allow), HostFacts("lo0", bridge, ipv6))
+    plan = plan_setup(RuleSettings(skip, allow), NetFacts("lo0", bridge, ipv6))
     text = [str(r) for r in plan]
     assert text[0].startswith("iptables -t nat -A PREROUTING") and "DNAT" in text[0]
     assert text[-1].startswith("iptables -t nat -A OUTPUT") and "REDIRECT --to-ports 51679" in text[-1]
@@ -76,7 +77,7 @@ def test_plan_for_every_combination(skip: bool, allow: bool, bridge: str | None,
     assert all(r.family == IPV4 for r in plan if r.table == "nat")
     assert len(set(plan)) == len(plan)
     # every rule a plan may create is one teardown removes
-    assert set(plan) <= set(teardown_rules(HostFacts("lo0", bridge, ipv6)))
+    assert set(plan) <= set(teardown_rules(NetFacts("lo0", bridge, ipv6)))
 
 
 def test_every_call_waits_for_the_xtables_lock() -> None:
@@ -87,8 +88,8 @@ def test_every_call_waits_for_the_xtables_lock() -> None:
 
 
 def test_teardown_set_ignores_settings() -> None:
-    assert teardown_rules(FULL) == plan_setup(Settings(False, False), FULL)
-    assert len(teardown_rules(HostFacts("lo", None, False))) == 4
+    assert teardown_rules(FULL) == plan_setup(RuleSettings(False, False), FULL)
+    assert len(teardown_rules(NetFacts("lo", None, False))) == 4
 
 
 @pytest.mark.parametrize(
@@ -103,7 +104,7 @@ def test_teardown_set_ignores_settings() -> None:
     ],
 )
 def test_plan_inserts_keeps_the_planned_order(present: list[bool], to_delete: list[int], to_insert: list[int]) -> None:
-    group = [r for r in plan_setup(Settings(), HostFacts("lo", "docker0", False)) if r.position == "-I"]
+    group = [r for r in plan_setup(RuleSettings(), NetFacts("lo", "docker0", False)) if r.position == "-I"]
     assert len(group) == 3
     dele, ins = plan_inserts(group, present)
     assert dele == [group[i] for i in to_delete]
@@ -154,7 +155,7 @@ def test_parse_loopback() -> None:
 
 def test_rule_purposes_as_status_shows_them() -> None:
     """``status`` reports each rule with its purpose; ``netfilter`` logs it."""
-    assert [(r.tool, r.purpose) for r in plan_setup(Settings(), FULL)] == [
+    assert [(r.tool, r.purpose) for r in plan_setup(RuleSettings(), FULL)] == [
         ("iptables", "credentials endpoint from containers (DNAT)"),
         ("iptables", "drop off-host traffic to 127.0.0.0/8"),
         ("iptables", "block off-host introspection access"),
@@ -453,36 +454,36 @@ def test_insert_order_survives_a_bridge_appearing_later() -> None:
     assert [r[-1] for r in top] == ["ACCEPT", "DROP", "DROP"] and "51678" in top[1]
 
 
-# ---------------------------------------------------------------- hostnet
+# ---------------------------------------------------------------- loopback, ipv6_route
 
 
 def test_sysctl_setup_and_restore() -> None:
     host = FakeHost()
     host.sysctl["net.ipv4.conf.default.route_localnet"] = "0"
-    hostnet.setup_sysctl(ctx_for(host))  # docker0 key missing: fine
+    loopback.setup(ctx_for(host))  # docker0 key missing: fine
     assert host.sysctl["net.ipv4.conf.all.route_localnet"] == "1"
     host.sysctl["net.ipv6.conf.docker0.accept_ra"] = "1"
-    hostnet.setup_sysctl(ctx_for(host))
+    loopback.setup(ctx_for(host))
     assert host.sysctl["net.ipv6.conf.docker0.accept_ra"] == "0"
-    hostnet.teardown_sysctl(ctx_for(host))
+    loopback.teardown(ctx_for(host))
     assert host.sysctl["net.ipv4.conf.all.route_localnet"] == "0"
 
 
 def test_missing_sysctl_is_a_command_error() -> None:
     with pytest.raises(CommandError, match="sysctl"):
-        hostnet.setup_sysctl(ctx_for(FakeHost(tools=("iptables", "ip"))))
+        loopback.setup(ctx_for(FakeHost(tools=("iptables", "ip"))))
 
 
 def test_ipv6_only_route() -> None:
     host = FakeHost()
-    hostnet.setup_ipv6_route(ctx_for(host))
+    ipv6_route.setup(ctx_for(host))
     assert host.routes == set()
     host.v4_default = False
     for _ in range(2):
-        hostnet.setup_ipv6_route(ctx_for(host))
+        ipv6_route.setup(ctx_for(host))
     assert host.routes == {"169.254.170.2/32 dev lo scope link"}
     for _ in range(2):
-        hostnet.teardown_ipv6_route(ctx_for(host))
+        ipv6_route.teardown(ctx_for(host))
     assert host.routes == set()
 
 

@@ -13,9 +13,10 @@ from typing import Iterator
 
 import pytest
 
-from ecs_init import notify
-from ecs_init.config import Config, Paths
-from ecs_init.context import HostContext
+from ecs_init.agent import notify
+from ecs_init.core.config import Config
+from ecs_init.core.paths import Paths
+from ecs_init.host.context import HostContext
 
 
 class Listener:

@@ -9,18 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from ecs_init.agent_spec import HostFacts, build_spec, candidate_paths
-from ecs_init.config import (
-    AL1,
-    AL2,
-    DEBIAN,
-    GENERIC_RPM,
-    Config,
-    Paths,
-    detect_platform,
-    parse_os_release,
-    read_platform,
-)
+from ecs_init.agent.spec import HostFacts, build_spec, candidate_paths
+from ecs_init.core.config import Config
+from ecs_init.core.paths import Paths
+from ecs_init.core.platform import AL1, AL2, DEBIAN, GENERIC_RPM, detect_platform, parse_os_release, read_platform
 
 AMAZON_LINUX_2 = """NAME="Amazon Linux"
 VERSION="2"

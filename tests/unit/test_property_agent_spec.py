@@ -8,8 +8,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from ecs_init.agent_spec import SUPPORTED_LOG_DRIVERS, build_log_config, parse_labels
-from ecs_init.config import Config, Paths
+from ecs_init.agent.spec import SUPPORTED_LOG_DRIVERS, build_log_config, parse_labels
+from ecs_init.core.config import Config
+from ecs_init.core.paths import Paths
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
@@ -70,7 +71,7 @@ def test_build_log_config_never_raises(driver: str, opts: str, size: str, num: s
     assert set(config) == {"Type", "Config"}
     assert config["Type"] in SUPPORTED_LOG_DRIVERS
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in config["Config"].items())
-    assert all(isinstance(w, str) and "\n" not in w for w in warnings)
+    assert all(isinstance(w.text, str) and "\n" not in w.text for w in warnings)
     if driver and driver not in SUPPORTED_LOG_DRIVERS:
         assert config["Type"] == "json-file" and warnings
     if driver in ("", "json-file") and not opts:

@@ -7,8 +7,11 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ecs_init.backoff import Backoff
-from ecs_init.supervisor import BACKOFF_CAP, BACKOFF_JITTER, BACKOFF_START, DEFAULT_BACKOFF_RESET
+from ecs_init.agent.policy import BACKOFF_CAP, BACKOFF_JITTER, BACKOFF_START
+from ecs_init.core import settings
+from ecs_init.core.backoff import Backoff
+
+DEFAULT_BACKOFF_RESET = settings.BACKOFF_RESET_SECONDS.default_number
 
 NOMINAL = [0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 15.0, 15.0]
 

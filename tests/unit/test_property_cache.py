@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from ecs_init.cache import STATE_UNCACHED, parse_state, read_state, resolve_desired_image
-from ecs_init.config import Paths
-from ecs_init.errors import InitError
+from ecs_init.agent.cache import STATE_UNCACHED, parse_state, read_state, resolve_desired_image
+from ecs_init.core.errors import InitError
+from ecs_init.core.paths import Paths
 
 FILE_SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -9,7 +9,10 @@ import tempfile
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from ecs_init.config import MAX_CONFIG_BYTES, Config, Paths, parse_env_text, read_env_file
+from ecs_init.core import settings as S
+from ecs_init.core.config import Config
+from ecs_init.core.envfile import MAX_CONFIG_BYTES, parse_env_text, read_env_file
+from ecs_init.core.paths import Paths
 
 FILE_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -122,5 +125,5 @@ def test_config_load_with_hostile_files(operator: str, instance: str) -> None:
         cfg = Config.load(environ={}, paths=paths)
         merged = cfg.merged
         assert isinstance(merged, dict)
-        cfg.number("ECS_INIT_LOCK_TIMEOUT", 60.0)
-        cfg.flag("ECS_ENABLE_GPU_SUPPORT")
+        cfg.seconds(S.LOCK_TIMEOUT)
+        cfg.flag(S.ENABLE_GPU_SUPPORT)

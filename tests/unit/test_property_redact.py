@@ -15,9 +15,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ecs_init import redact
-from ecs_init.logsetup import LogfmtFormatter
-from ecs_init.redact import RedactFilter, register_secrets
+from ecs_init.core import redact
+from ecs_init.core.logsetup import LogfmtFormatter
+from ecs_init.core.redact import RedactFilter, register_secrets
 
 # Secrets avoid '<', '>' (the "<redacted>" marker could complete one) and the
 # characters the logfmt quoting rewrites (\\ " \n \r), so that any occurrence

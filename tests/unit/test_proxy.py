@@ -1,4 +1,4 @@
-"""Proxy selection: HTTPS_PROXY/HTTP_PROXY and NO_PROXY, the agent's rule (ecs_init.proxy)."""
+"""Proxy selection: HTTPS_PROXY/HTTP_PROXY and NO_PROXY, the agent's rule (ecs_init.agent.proxy)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Optional
 
 import pytest
 
-from ecs_init import proxy
-from ecs_init.proxy import bypassed, proxy_for
+from ecs_init.agent import proxy
+from ecs_init.agent.proxy import bypassed, proxy_for
 
 
 def chosen(url: str, **env: str) -> Optional[str]:

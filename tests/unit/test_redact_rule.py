@@ -19,12 +19,13 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from ecs_init import check, redact, render
-from ecs_init.cmd import Runner
-from ecs_init.config import Config
-from ecs_init.context import HostContext
-from ecs_init.logsetup import LogfmtFormatter
-from ecs_init.redact import REDACTED
+from ecs_init.core import envfile, redact
+from ecs_init.core.cmd import Runner
+from ecs_init.core.config import Config
+from ecs_init.core.logsetup import LogfmtFormatter
+from ecs_init.core.redact import REDACTED
+from ecs_init.host.context import HostContext
+from ecs_init.ops import check_config, render
 
 
 @pytest.fixture(autouse=True)
@@ -286,12 +287,12 @@ def test_malformed_secret_line_is_shown_by_key_only_in_check(tmp_path) -> None: 
     os.makedirs(os.path.join(root, "etc/ecs"))
     with open(os.path.join(root, "etc/ecs/ecs.config"), "w") as fh:
         fh.write("ECS_CLUSTER=ops\n" + MALFORMED + "\nMY_TOKEN something=else\n")
-    entries = check.load_config_file(os.path.join(root, "etc/ecs/ecs.config"), "operator").lines
-    results = [c for c in check.check_keys(entries) if c.name == "config.unknown-key"]
+    operator = envfile.read(os.path.join(root, "etc/ecs/ecs.config"))
+    results = [c for c in check_config.check_keys([operator]) if c.name == "config.unknown-key"]
     text = json.dumps([c.as_dict() for c in results])
     assert "dXNlcjpwYXNzd29yZA" not in text and "something" not in text
     assert [c.details["key"] for c in results] == ["ECS_ENGINE_AUTH_DATA <redacted>", "MY_TOKEN <redacted>"]
-    assert results[0].reason == f"unknown key ECS_ENGINE_AUTH_DATA <redacted> at {entries[1].file}:2"
+    assert results[0].reason == f"unknown key ECS_ENGINE_AUTH_DATA <redacted> at {operator.path}:2"
     assert results[0].hint == "write ECS_ENGINE_AUTH_DATA=<value>, with '=' right after the key"
 
 
@@ -313,7 +314,7 @@ def test_auth_data_credentials_are_searched_for_on_their_own() -> None:
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "src")
 HOSTILE = """
 import sys, time
-from ecs_init import redact
+from ecs_init.core import redact
 for text in ("a." * 500000 + "://", "x://:" + "a@b:" * 250000, "http://u:" + "p@" * 400000, "x://a:b" * 150000):
     started = time.monotonic()
     redact.redact_text(text)

@@ -8,12 +8,13 @@ import os
 import jsonschema
 import pytest
 
-from ecs_init import redact, render
-from ecs_init.agent_spec import build_spec
-from ecs_init.cmd import Runner
-from ecs_init.config import Config
-from ecs_init.context import HostContext
-from ecs_init.errors import InitError
+from ecs_init.agent.spec import build_spec
+from ecs_init.core import redact
+from ecs_init.core.cmd import Runner
+from ecs_init.core.config import Config
+from ecs_init.core.errors import InitError
+from ecs_init.host.context import HostContext
+from ecs_init.ops import render
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCHEMA = os.path.join(ROOT, "src", "ecs_init", "schemas", "render.schema.json")
@@ -76,7 +77,7 @@ def test_show_secrets_gives_exactly_the_spec_start_builds(tmp_path) -> None:  # 
     ctx = _ctx(tmp_path)
     doc = render.render(ctx, api_version="1.41", show_secrets=True)
     _validate(doc)
-    from ecs_init import hostfacts
+    from ecs_init.agent import hostfacts
 
     offline = HostContext(cfg=ctx.cfg, runner=ctx.runner, docker_factory=_NeverDocker())
     expected = build_spec(ctx.cfg, hostfacts.gather(offline, docker_api_version="1.41")).engine_body()

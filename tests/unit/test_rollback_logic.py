@@ -15,17 +15,19 @@ from typing import Any, Callable
 import pytest
 from fakes import LATEST, FakeEngine, tarball_text
 
-from ecs_init.config import Config, Paths
-from ecs_init.context import HostContext
+from ecs_init.agent.events import events_path
+from ecs_init.agent.policy import UpgradeWatch
+from ecs_init.agent.supervisor import Supervisor
+from ecs_init.core import settings
+from ecs_init.core.config import Config
+from ecs_init.core.exitcodes import AgentExit
+from ecs_init.core.paths import Paths
 from ecs_init.docker.errors import EngineError, EngineUnavailable
-from ecs_init.supervisor import (
-    DEFAULT_ROLLBACK_FAILURES,
-    DEFAULT_ROLLBACK_WINDOW,
-    EXIT_UPGRADE,
-    Supervisor,
-    UpgradeWatch,
-    events_path,
-)
+from ecs_init.host.context import HostContext
+
+DEFAULT_ROLLBACK_FAILURES = settings.ROLLBACK_FAILURES.default_number
+DEFAULT_ROLLBACK_WINDOW = settings.ROLLBACK_WINDOW.default_number
+EXIT_UPGRADE = AgentExit.UPGRADE
 
 OLD = "sha256:" + "a" * 64
 NEW = "sha256:" + "b" * 64
@@ -218,7 +220,7 @@ def test_no_upgrade_no_rollback(rig: Callable[..., Rig]) -> None:
 def test_rollback_after_n_failures_within_the_window(rig: Callable[..., Rig], caplog: pytest.LogCaptureFixture) -> None:
     r = rig()
     r.upgraded()
-    for _ in range(DEFAULT_ROLLBACK_FAILURES - 1):
+    for _ in range(int(DEFAULT_ROLLBACK_FAILURES) - 1):
         r.clock.now += 10
         r.sup._maybe_rollback(1)
         assert r.docker.tags[LATEST] == NEW

@@ -23,14 +23,16 @@ import pytest
 from engine_stub import Reply, Request, StubEngine
 from fakes import LATEST, FakeEngine, tarball_text
 
-from ecs_init import agent_stop, engine
-from ecs_init.backoff import Backoff
-from ecs_init.config import Config, Paths
-from ecs_init.context import HostContext
+from ecs_init import actions as engine
+from ecs_init.agent import stop as agent_stop
+from ecs_init.agent.events import events_path
+from ecs_init.agent.supervisor import MAX_START_FAILURES, Supervisor
+from ecs_init.core.backoff import Backoff
+from ecs_init.core.config import Config
+from ecs_init.core.errors import InitError
+from ecs_init.core.paths import Paths
 from ecs_init.docker.errors import EngineError, EngineUnavailable, NotFound
-from ecs_init.errors import InitError
-from ecs_init.events import events_path
-from ecs_init.supervisor import MAX_START_FAILURES, Supervisor
+from ecs_init.host.context import HostContext
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGE = "sha256:" + "d" * 64
@@ -186,10 +188,11 @@ def test_post_stop_attempts_every_step_and_exits_0(
         return name, run
 
     steps = (step("a", InitError("iptables: exit 4: boom")), step("b", None), step("c", OSError(5, "EIO")))
-    monkeypatch.setattr(engine, "post_stop_steps", lambda: steps)
+    monkeypatch.setattr(engine, "POST_STOP", tuple((name, name) for name, _ in steps))
+    monkeypatch.setattr(engine, "step_function", dict(steps).__getitem__)
     ctx = HostContext(cfg=Config.load(environ={}, paths=Paths(prefix=str(tmp_path))))
     with caplog.at_level(logging.INFO):
-        assert engine._post_stop(ctx) == 0
+        assert engine.run_post_stop(ctx) == 0
     assert ran == ["a", "b", "c"]
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert errors[0] == "post-stop: a failed: iptables: exit 4: boom"

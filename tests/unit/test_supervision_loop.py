@@ -20,13 +20,14 @@ from typing import Any, Optional
 import pytest
 from fakes import LATEST, FakeEngine, tarball_text
 
-from ecs_init.backoff import Backoff
-from ecs_init.config import Config, Paths
-from ecs_init.context import HostContext
+from ecs_init.agent.events import events_path, rolled_back_images
+from ecs_init.agent.supervisor import EXIT_DOCKER_LOST, MAX_START_FAILURES, Supervisor
+from ecs_init.core.backoff import Backoff
+from ecs_init.core.config import Config
+from ecs_init.core.errors import InitError, TerminalExit
+from ecs_init.core.paths import Paths
 from ecs_init.docker.errors import EngineError, EngineUnavailable, NotFound
-from ecs_init.errors import InitError, TerminalExit
-from ecs_init.events import events_path, rolled_back_images, status_path
-from ecs_init.supervisor import EXIT_DOCKER_LOST, MAX_START_FAILURES, Supervisor
+from ecs_init.host.context import HostContext
 
 OLD = "sha256:" + "a" * 64
 NEW = "sha256:" + "b" * 64
@@ -96,7 +97,7 @@ class Loop:
         return found
 
     def status(self) -> dict[str, Any]:
-        with open(status_path(self.ctx)) as fh:
+        with open(self.paths.supervisor_state) as fh:
             doc: dict[str, Any] = json.load(fh)
         return doc
 

@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from ecs_init.backoff import Backoff
-from ecs_init.supervisor import Next, decide
+from ecs_init.agent.supervisor import Next, decide
+from ecs_init.core.backoff import Backoff
 
 
 @pytest.mark.parametrize(

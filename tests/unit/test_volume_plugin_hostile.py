@@ -22,8 +22,8 @@ from volplugin_helpers import GO_STATE, FakeMounter, FakeSaver, call, validate_s
 from ecs_init.volume_plugin.connections import IDLE, READING, WORKING, ConnectionTable
 from ecs_init.volume_plugin.drivers import VolumeError
 from ecs_init.volume_plugin.host import JsonStateFile
+from ecs_init.volume_plugin.registry import Registry
 from ecs_init.volume_plugin.server import PluginServer, bind_socket, load_state
-from ecs_init.volume_plugin.state import Registry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VOLS = "/vols"

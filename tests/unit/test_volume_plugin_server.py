@@ -16,8 +16,8 @@ from typing import Iterator
 import pytest
 from volplugin_helpers import FakeMounter, FakeSaver, UnixHTTPConnection, call
 
+from ecs_init.volume_plugin.registry import Registry
 from ecs_init.volume_plugin.server import PluginServer, activated_socket, bind_socket, dispatch
-from ecs_init.volume_plugin.state import Registry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VOLS = "/vols"

@@ -10,8 +10,8 @@ import pytest
 from volplugin_helpers import GO_STATE, FakeMounter, FakeSaver, validate_state
 
 from ecs_init.volume_plugin.drivers import VolumeError
+from ecs_init.volume_plugin.registry import Registry
 from ecs_init.volume_plugin.state import (
-    Registry,
     StateFormatError,
     Volume,
     encode_state,

@@ -8,7 +8,8 @@
 - ``transport``: HTTP/1.1 over the daemon's unix socket (standard library only).
 - ``client``: the implementation (``connect``, ``connect_quick``).
 
-Nothing outside this package imports anything Docker-specific. This file
+May import: ``core`` only. Nothing outside this package imports anything
+Docker-specific. This file
 imports nothing, so importing the errors or the protocol never pulls in
 the client.
 """

@@ -137,3 +137,10 @@ def default_bridge(networks: Sequence[Mapping[str, Any]]) -> Optional[str]:
             return str(name) if name else None
     return None
 
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """ "1.41" -> (1, 41); anything unparsable sorts lowest."""
+    try:
+        return tuple(int(part) for part in version.split("."))
+    except ValueError:
+        return (0,)

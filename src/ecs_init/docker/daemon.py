@@ -6,11 +6,10 @@ import logging
 import time
 from typing import Any, Callable, Optional
 
-from ecs_init.backoff import Backoff
-from ecs_init.config import version_tuple
+from ecs_init.core.backoff import Backoff
 from ecs_init.docker import transport
 from ecs_init.docker.answers import error_of, json_of
-from ecs_init.docker.api import FALLBACK_MIN_API, PREFERRED_MAX_API, PREFERRED_MIN_API
+from ecs_init.docker.api import FALLBACK_MIN_API, PREFERRED_MAX_API, PREFERRED_MIN_API, version_tuple
 from ecs_init.docker.errors import EngineError, EngineUnavailable
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ecs_init.errors import InitError
+from ecs_init.core.errors import InitError
 
 
 class EngineError(InitError):

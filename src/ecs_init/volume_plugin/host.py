@@ -9,9 +9,9 @@ import os
 import time
 from typing import Any
 
-from ecs_init.cmd import Runner
-from ecs_init.errors import CommandError
-from ecs_init.fsutil import NotRegularFile, atomic_write, fsync_dir, read_regular
+from ecs_init.core.cmd import Runner
+from ecs_init.core.errors import CommandError
+from ecs_init.core.fsutil import NotRegularFile, atomic_write, fsync_dir, read_regular
 from ecs_init.volume_plugin.drivers import VolumeError, not_mounted
 from ecs_init.volume_plugin.state import encode_state
 

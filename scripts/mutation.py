@@ -78,7 +78,7 @@ GROUPS: tuple[Group, ...] = (
         "cache decision",
         {
             "src/ecs_init/agent/cache.py": (
-                "parse_state", "read_state", "decide", "unknown_state_message", "write_state",
+                "parse_state", "state_name", "read_state", "decide", "unknown_state_message", "write_state",
             ),
         },
         ("test_cache_logic.py", "test_property_cache.py"),
@@ -111,7 +111,14 @@ GROUPS: tuple[Group, ...] = (
             "src/ecs_init/core/platform.py": ALL,
             "src/ecs_init/core/paths.py": ALL,
         },
-        ("test_config.py", "test_property_config.py", "test_booleans.py", "test_platform.py", "test_settings_table.py"),
+        (
+            "test_config.py",
+            "test_property_config.py",
+            "test_booleans.py",
+            "test_platform.py",
+            "test_settings_table.py",
+            "test_check_config.py",
+        ),
     ),
     Group(
         "volume options",
@@ -265,7 +272,7 @@ def mutmut_config(group: Group) -> str:
             "[tool.mutmut]",
             'source_paths = ["src"]',
             f"only_mutate = {toml_list(group.functions)}",
-            'also_copy = ["standin"]',
+            'also_copy = ["standin", "README.md"]',
             f"pytest_add_cli_args_test_selection = {toml_list(UNIT + t for t in group.tests)}",
             'pytest_add_cli_args = ["-p", "no:cacheprovider", "--hypothesis-profile=mutation"]',
             "",
@@ -279,6 +286,7 @@ def prepare(group: Group, workdir: str) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", "out")
     for folder in ("src", "tests", "standin"):
         shutil.copytree(os.path.join(REPO, folder), os.path.join(workdir, folder), ignore=ignore)
+    shutil.copy2(os.path.join(REPO, "README.md"), workdir)  # a test holds its settings table to the code
     with open(os.path.join(REPO, "pyproject.toml"), encoding="utf-8") as fh:
         project = fh.read()
     if "[tool.mutmut]" in project:

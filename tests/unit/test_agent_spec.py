@@ -402,24 +402,51 @@ def test_engine_body_is_exactly_the_spec() -> None:
     assert "Binds" not in spec.host_config  # the body is a copy
 
 
+LABELS_NOT_STRINGS = "ECS_AGENT_LABELS is not a JSON object of string to string"
+
+
 @pytest.mark.parametrize(
     ("settings", "warnings"),
     [
         ({}, []),
         ({"ECS_LOG_DRIVER": "json-file", "ECS_LOG_OPTS": '{"max-size":"1m"}'}, []),
-        ({"ECS_LOG_OPTS": "[1]"}, ["ECS_LOG_OPTS is not a valid JSON object (not a JSON object); ignoring it"]),
         (
-            {"ECS_LOG_DRIVER": "bogus", "ECS_LOG_OPTS": '{"k": "v"}'},
-            ["ECS_LOG_DRIVER='bogus' is not supported; using json-file without ECS_LOG_OPTS"],
+            {"ECS_LOG_OPTS": "[1]"},
+            [("ECS_LOG_OPTS", "ECS_LOG_OPTS is not a valid JSON object (not a JSON object); ignoring it", True)],
         ),
         (
-            {"ECS_AGENT_LABELS": '{"a": 1}'},
+            {"ECS_LOG_OPTS": '{"b": 1, "\u00e9": true, "ok": "s"}'},
+            [("ECS_LOG_OPTS", "ECS_LOG_OPTS: the value of \\xe9, b is not a string (converted to one)", False)],
+        ),
+        (
+            {"ECS_LOG_DRIVER": "bogus", "ECS_LOG_OPTS": '{"k": "v"}'},
+            [("ECS_LOG_DRIVER", "ECS_LOG_DRIVER='bogus' is not supported; using json-file without ECS_LOG_OPTS", True)],
+        ),
+        (
+            {"ECS_LOG_DRIVER": "bogus"},
+            [("ECS_LOG_DRIVER", "ECS_LOG_DRIVER='bogus' is not supported; using json-file", True)],
+        ),
+        (
+            {"ECS_AGENT_LABELS": '{"b": 1, "\u00e9": null, "ok": "s"}'},
             [
-                "ECS_AGENT_LABELS is not a JSON object of string to string (the value of a is not a string); "
-                "starting the agent without labels"
+                (
+                    "ECS_AGENT_LABELS",
+                    f"{LABELS_NOT_STRINGS} (the value of \\xe9, b is not a string); starting the agent without labels",
+                    True,
+                )
             ],
+        ),
+        (
+            {"ECS_AGENT_LABELS": "[]"},
+            [("ECS_AGENT_LABELS", f"{LABELS_NOT_STRINGS}; starting the agent without labels", True)],
         ),
     ],
 )
-def test_warnings_exactly(settings: dict[str, str], warnings: list[str]) -> None:
-    assert [w.text for w in build_spec(make(operator=settings), facts()).warnings] == warnings
+def test_warnings_exactly(settings: dict[str, str], warnings: list[tuple[str, str, bool]]) -> None:
+    spec = build_spec(make(operator=settings), facts())
+    assert [tuple(w) for w in spec.warnings] == warnings
+
+
+def test_unsupported_driver_drops_the_options() -> None:
+    spec = build_spec(make(operator={"ECS_LOG_DRIVER": "bogus", "ECS_LOG_OPTS": '{"k": "v"}'}), facts())
+    assert spec.host_config["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "16m", "max-file": "4"}}

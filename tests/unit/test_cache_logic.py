@@ -11,6 +11,7 @@ from ecs_init.agent.cache import (
     ensure_image,
     parse_state,
     read_state,
+    state_name,
     write_state,
 )
 from ecs_init.core.config import Config
@@ -156,3 +157,7 @@ def test_write_state_writes_the_number_and_a_newline(tmp_path) -> None:  # type:
     write_state(paths, 1)
     with open(paths.cache_state, "rb") as fh:
         assert fh.read() == b"1\n"
+
+
+def test_state_names_as_status_shows_them() -> None:
+    assert [state_name(s) for s in (0, 1, 2, 3, 255)] == ["uncached", "cached", "reload", "unknown", "unknown"]

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ecs_init.core import settings
+from ecs_init.core import envfile, settings
 from ecs_init.core.config import Config
 from ecs_init.core.envfile import parse_env_text, read_env_file
 from ecs_init.core.paths import Paths
@@ -214,3 +214,30 @@ def test_env_file_size_boundary(tmp_path) -> None:  # type: ignore[no-untyped-de
     over = tmp_path / "over"
     over.write_bytes(b"A=1\n" + b"#" * (limit - 3))
     assert read_env_file(str(over)) == {}
+
+
+def test_env_file_lines_exactly() -> None:
+    entries, ignored = envfile.parse_lines("A=1\n\n# note\n  #B=2\nnoequals\n =x\nC = 3 \n")
+    assert entries == [envfile.Entry(1, "A", "1"), envfile.Entry(4, "#B", "2"), envfile.Entry(7, "C", "3")]
+    assert ignored == [(5, "noequals")]
+
+
+def test_env_file_read_says_what_it_found(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    missing = envfile.read(str(tmp_path / "missing"))
+    assert (missing.path, missing.present, missing.error, missing.values) == (str(tmp_path / "missing"), False, "", {})
+    good = tmp_path / "good"
+    good.write_bytes(b"A=1\n")
+    assert (envfile.read(str(good)).present, envfile.read(str(good)).error) == (True, "")
+    directory = envfile.read(str(tmp_path))
+    assert (directory.present, directory.error) == (True, "is a directory")
+    locked = tmp_path / "locked"
+    locked.write_text("A=1\n")
+    locked.chmod(0)
+    if os.geteuid() != 0:  # root reads it anyway
+        assert envfile.read(str(locked)).error == "cannot be read: Permission denied"
+
+
+def test_instance_flag_reads_the_instance_file_only() -> None:
+    gpu = settings.BY_NAME["ECS_ENABLE_GPU_SUPPORT"]
+    assert Config(paths=Paths(), environ={}, instance={gpu.name: "true"}).instance_flag(gpu) is True
+    assert Config(paths=Paths(), environ={gpu.name: "true"}, operator={gpu.name: "true"}).instance_flag(gpu) is False

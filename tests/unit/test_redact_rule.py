@@ -488,3 +488,15 @@ def test_a_json_value_too_long_to_follow_goes_to_the_end_of_its_line() -> None:
         redact.redact_keyed_values(f"before\n{long_value} tail\nnext\nlast") == "before\nX_TOKEN=<redacted>\nnext\nlast"
     )
     assert redact.redact_keyed_values(f"before\n{long_value} tail") == "before\nX_TOKEN=<redacted>"
+
+
+@pytest.mark.parametrize(
+    ("value", "forms"),
+    [
+        ("it's-secret1", {"it's-secret1", "it\\'s-secret1"}),  # %r of a longer string escapes the '
+        ("a'b\"c-secret", {"a'b\"c-secret", "a'b\\\"c-secret", "a\\'b\"c-secret"}),
+        ("tab\tsecret1", {"tab\tsecret1", "tab\\tsecret1"}),
+    ],
+)
+def test_secret_forms_in_reprs_are_searched_too(value: str, forms: set[str]) -> None:
+    assert redact.free_text_values({"MY_PASSWORD": value}) == forms

@@ -20,6 +20,8 @@ from typing import Any, Callable, Optional
 from ecs_init.agent import cache, hostfacts
 from ecs_init.agent import stop as agent_stop
 from ecs_init.agent.events import events_path, record_event, status_path
+from ecs_init.agent.healer import HealthMonitor
+from ecs_init.agent.health import IMAGE_LOAD, Heartbeat, stall_reason
 from ecs_init.agent.identity import AGENT_IMAGE, AGENT_NAME, EXIT_CLEAN, EXIT_DEBUG, EXIT_TERMINAL, EXIT_UPGRADE
 from ecs_init.agent.spec import build_spec
 from ecs_init.agent.upgrade import DEFAULT_ROLLBACK_FAILURES, DEFAULT_ROLLBACK_WINDOW, Upgrades, UpgradeWatch
@@ -55,6 +57,10 @@ RECONNECT_POLL = 0.5
 EXIT_DOCKER_LOST = -2
 # The "exit code" of an agent container that could not be created or started.
 EXIT_START_FAILED = -1
+# The "exit code" of an agent stopped by the health monitor (health.py) to heal
+# it: restarted by the normal policy; counted against an upgrade only while
+# the upgrade is watched (UpgradeWatch: within ECS_INIT_ROLLBACK_WINDOW).
+EXIT_HEALED = -3
 # That many create/start failures in a row end `start` with 255: systemd then
 # runs pre-start again (as after the Go program's first failure); never a loop.
 MAX_START_FAILURES = 5
@@ -102,6 +108,15 @@ class Supervisor(Upgrades):
         self.last_exit: Optional[int] = None
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
         self._stop_thread: threading.Thread | None = None
+        # health.py: the loop's proof of progress (the systemd watchdog), and healing a hung agent
+        self.heartbeat = Heartbeat()
+        self.health = HealthMonitor.configured(ctx, self.stopping, self.report)
+        if self.health is not None:
+            self.listeners.append(self.health.listener)
+
+    def stalled(self) -> Optional[str]:
+        """Why the systemd watchdog must not be fed now (None: supervision makes progress)."""
+        return stall_reason(self.heartbeat, self.health)
 
     # ------------------------------------------------------------ reporting
 
@@ -152,13 +167,20 @@ class Supervisor(Upgrades):
 
     def run(self) -> int:
         """Supervise until the agent stops for good; return the exit code."""
+        self.heartbeat.beat()
         self.report("starting")
+        if self.health is not None:
+            self.health.start()
         try:
             while not self.stopping.is_set():
                 started = self.clock()
                 code = self._run_once()
                 if self.stopping.is_set():
                     break
+                self.heartbeat.beat()
+                if self.health is not None and self.health.take_heal(self.container_id):
+                    log.info("the agent exited with code %d after the health monitor stopped it", code)
+                    code = EXIT_HEALED
                 self.last_exit = code
                 uptime = self.clock() - started
                 if uptime >= self.backoff_reset or code == EXIT_DOCKER_LOST:
@@ -172,6 +194,7 @@ class Supervisor(Upgrades):
                 if next_step is Next.TERMINAL:
                     self.report("terminal", exit_code=code)
                     raise TerminalExit("the agent exited with code 5 (terminal): not restarting it")
+                self.heartbeat.beat(IMAGE_LOAD)  # an upgrade or a rollback may load an image
                 if next_step is Next.UPGRADE and self._upgrade():
                     self.restarts += 1
                     continue
@@ -183,18 +206,23 @@ class Supervisor(Upgrades):
                 delay = self.backoff.next()
                 log.info("restarting the agent in %.2fs", delay)
                 self.report("backoff", delay=delay, exit_code=code)
+                self.heartbeat.beat(delay)
                 if self.stopping.wait(delay):
                     break
         finally:
             if self.stopping.is_set():
                 # Let the graceful stop finish before the process exits.
                 if self._stop_thread is not None:
+                    self.heartbeat.beat(agent_stop.GIVE_UP)
                     self._stop_thread.join(agent_stop.GIVE_UP)
                 self.report("stopped", exit_code=0)
+            if self.health is not None:
+                self.health.close()
         return EXIT_OK
 
     def _run_once(self) -> int:
         """Create and start the agent; wait for it (surviving Docker restarts)."""
+        self.heartbeat.beat(self.docker_wait)  # the first connect may wait that long for a late daemon
         _ = self.ctx.docker  # the first connect: a daemon that never answers ends `start` (255)
         try:
             return self._start_and_wait()
@@ -213,9 +241,11 @@ class Supervisor(Upgrades):
             spec = build_spec(ctx.cfg, facts, hostfacts.gpu_devices_appeared(ctx, facts))
             for warning in spec.warnings:
                 log.warning("%s", warning)
+            self.heartbeat.beat()
             self.container_id = self._create(spec.engine_body())
             if self.stopping.is_set():
                 return 0
+            self.heartbeat.beat()
             engine.start_container(AGENT_NAME)
         except EngineUnavailable:
             raise
@@ -224,6 +254,7 @@ class Supervisor(Upgrades):
         self.start_failures = 0
         self.image_reloaded = False
         log.info("agent container %s started (%s)", AGENT_NAME, self.container_id[:12])
+        self.heartbeat.beat()
         self.report("running")
         return self._wait()
 
@@ -248,6 +279,7 @@ class Supervisor(Upgrades):
         self.image_reloaded = True
         log.warning("the agent image %s is missing (%s): reloading %s", AGENT_IMAGE, missing, paths.cache_tarball)
         record_event(self.ctx, "image-reload", reason=missing)
+        self.heartbeat.beat(IMAGE_LOAD)
         try:
             cache.load_tarball(self.ctx, paths.cache_tarball)
             cache.write_state(paths, cache.STATE_CACHED)
@@ -293,7 +325,7 @@ class Supervisor(Upgrades):
         ctx = self.ctx
         while True:
             try:
-                code = ctx.docker.wait_container(AGENT_NAME)
+                code = ctx.docker.wait_container(AGENT_NAME, on_idle=self.heartbeat.beat)
             except NotFound:
                 log.warning("the agent container disappeared")
                 return EXIT_DOCKER_LOST
@@ -333,6 +365,7 @@ class Supervisor(Upgrades):
         self.report("docker-lost")
 
         def pause(delay: float) -> None:
+            self.heartbeat.beat()
             if self.stopping.wait(min(delay, RECONNECT_POLL)):
                 raise _Stopping()
 
@@ -343,6 +376,7 @@ class Supervisor(Upgrades):
                 return False
             except EngineError as err:
                 log.error("%s; still waiting for it", err)
+                self.heartbeat.beat()
                 continue
             log.info("the Docker daemon is back")
             return True

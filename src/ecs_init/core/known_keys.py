@@ -133,6 +133,8 @@ OWN_KEYS: tuple[str, ...] = (
     "ECS_INIT_LOCK_TIMEOUT",
     "ECS_INIT_READY_URL",
     "ECS_INIT_READY_TIMEOUT",
+    "ECS_INIT_HEALTH_INTERVAL",
+    "ECS_INIT_HEALTH_TIMEOUT",
 )
 
 KNOWN_KEYS: frozenset[str] = frozenset(AGENT_KEYS + OWN_KEYS)

@@ -46,20 +46,19 @@ class Action(enum.Enum):
     NOTHING = "nothing"
 
 
-_LEADING_NUMBER = re.compile(r"[ \t]*([0-9]+)")
+# Blanks, leading zeros, then at most three digits that no further digit follows.
+_STATE_NUMBER = re.compile(r"[ 	]*0*([0-9]{1,3})(?![0-9])")
 
 
 def parse_number(text: str) -> Optional[int]:
     """The state file's integer, read as the Go program reads it (``fmt.Fscanf("%d")`` into a uint8):
     leading blanks, then the leading decimal digits (what follows them is ignored); None when there
     are no digits or the value is over 255 (it cannot be parsed)."""
-    match = _LEADING_NUMBER.match(text)
+    match = _STATE_NUMBER.match(text)
     if match is None:
         return None
-    digits = match.group(1).lstrip("0") or "0"
-    if len(digits) > 3 or int(digits) > 255:
-        return None
-    return int(digits)
+    value = int(match.group(1))
+    return value if value <= 255 else None
 
 
 def parse_state(text: str) -> int:

@@ -25,9 +25,13 @@ RECONNECT_POLL = 0.5
 EXIT_DOCKER_LOST = -2
 # The "exit code" of an agent container that could not be created or started.
 EXIT_START_FAILED = -1
+# The "exit code" of an agent stopped by the health monitor (health.py) to heal
+# it: restarted by the normal policy; counted against an upgrade only while
+# the upgrade is watched (UpgradeWatch: within ECS_INIT_ROLLBACK_WINDOW).
+EXIT_HEALED = -3
 # The "exit code" of an agent whose container was removed (or replaced) behind the supervisor's
 # back (``docker rm -f ecs-agent``): restarted like one lost with Docker, not counted as a failure.
-EXIT_CONTAINER_GONE = -3
+EXIT_CONTAINER_GONE = -4
 # That many create/start failures in a row end `start` with 255: systemd then
 # runs pre-start again (as after the Go program's first failure); never a loop.
 MAX_START_FAILURES = 5
@@ -59,6 +63,8 @@ def describe_exit(exit_code: int) -> str:
         return "the agent container could not be started"
     if exit_code == EXIT_CONTAINER_GONE:
         return "the agent container disappeared"
+    if exit_code == EXIT_HEALED:
+        return "the agent was stopped by the health monitor"
     return f"agent exited with code {exit_code}"
 
 

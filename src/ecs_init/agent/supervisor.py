@@ -14,9 +14,8 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-from ecs_init.agent import cache, hostfacts, state
+from ecs_init.agent import hostfacts, state
 from ecs_init.agent import stop as agent_stop
-from ecs_init.agent.events import record_event
 from ecs_init.agent.healer import HealthMonitor
 from ecs_init.agent.health import IMAGE_LOAD, Heartbeat, stall_reason
 from ecs_init.agent.identity import AGENT_IMAGE, AGENT_NAME
@@ -125,20 +124,6 @@ class Supervisor(Upgrades):
                 listener(now.value, doc)
             except Exception as err:  # noqa: BLE001 - a listener must never stop supervision
                 log.debug("state listener failed: %s", err)
-
-    def _upgrade_doc(self) -> Optional[dict[str, Any]]:
-        """The upgrade being watched, for `status`: wall-clock times (the watch keeps the monotonic clock's)."""
-        watch = self.watch
-        if watch is None:
-            return None
-        offset = time.time() - self.clock()
-        return {
-            "previous_image": watch.previous_image,
-            "new_image": watch.new_image,
-            "started_at": _iso(watch.started + offset),
-            "failures": len(watch.failures),
-            "last_failure_at": _iso(watch.failures[-1] + offset) if watch.failures else None,
-        }
 
     # ------------------------------------------------------------ signals
 
@@ -272,33 +257,12 @@ class Supervisor(Upgrades):
             return engine.create_container(AGENT_NAME, body)
         except NotFound as err:
             missing = first_line(err)
-        paths = self.ctx.paths
-        if self.image_reloaded:
-            raise InitError(
-                f"the agent image {AGENT_IMAGE} is missing again ({missing}) after reloading {paths.cache_tarball}: "
-                "run `amazon-ecs-init reload-cache`"
-            )
-        self.image_reloaded = True
-        log.warning("the agent image %s is missing (%s): reloading %s", AGENT_IMAGE, missing, paths.cache_tarball)
-        record_event(self.ctx, "image-reload", reason=missing)
-        self.heartbeat.beat(IMAGE_LOAD)
-        try:
-            cache.load_tarball(self.ctx, paths.cache_tarball)
-            cache.write_state(paths, cache.STATE_CACHED)
-        except EngineUnavailable:
-            raise
-        except InitError as err:
-            raise InitError(
-                f"the agent image {AGENT_IMAGE} is not loaded and reloading the cached tarball failed "
-                f"({first_line(err)}): run `amazon-ecs-init reload-cache` (systemd runs pre-start again)"
-            )
-        except OSError as err:
-            raise InitError(f"the agent image {AGENT_IMAGE} is not loaded; cannot record the cache state: {err}")
+        self._reload_missing_image(missing)
         try:
             return engine.create_container(AGENT_NAME, body)
         except NotFound as err:
             raise InitError(
-                f"the agent image {AGENT_IMAGE} is still missing after reloading {paths.cache_tarball} "
+                f"the agent image {AGENT_IMAGE} is still missing after reloading {self.ctx.paths.cache_tarball} "
                 f"({first_line(err)}): run `amazon-ecs-init reload-cache`"
             )
 
@@ -413,10 +377,6 @@ class Supervisor(Upgrades):
         log.info("agent exited with code 2; its last %d log lines follow", len(lines))
         for line in lines:
             log.info("agent%s: %s", "" if line.stream == "stdout" else f" ({line.stream})", line.text)
-
-
-def _iso(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 class _Stopping(Exception):

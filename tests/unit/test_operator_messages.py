@@ -176,6 +176,13 @@ def test_reload_cache_records_an_event_status_shows_last(tmp_path: Any) -> None:
     assert f"reload-cache previous={NEW} new={OLD} tarball=ecs-agent.tar downloaded=false" in text
 
 
+def test_a_heal_is_shown_as_the_last_event(tmp_path: Any) -> None:
+    host = Host(tmp_path)
+    heal = {"event": "heal", "time": "2026-01-01T00:00:00Z", "container_id": "abc", "reason": "no answer"}
+    text = status.format_human(_report(host, last_event=heal))
+    assert "Last event (upgrade, rollback, image load, heal)\n  2026-01-01T00:00:00Z heal container_id=abc" in text
+
+
 def test_pre_start_load_is_recorded(tmp_path: Any) -> None:
     host = Host(tmp_path)
     host.state("2\n")

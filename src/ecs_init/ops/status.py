@@ -360,7 +360,7 @@ def format_human(report: dict[str, Any]) -> str:
         lines.append(f"  cache state:   {c['effective_state']} ({c['effective_state_name']}): {c['effective_reason']}")
     if c["desired_image"]:
         lines.append(f"  desired image: {c['desired_image']}")
-    lines += ["", "Last image event (upgrade, rollback, reload)"]
+    lines += ["", "Last event (upgrade, rollback, image load, heal)"]
     event = report["last_event"]
     if event:
         details = " ".join(f"{k}={_s(v, 'none')}" for k, v in event.items() if k not in ("event", "time"))

@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 # Files larger than this are refused rather than read (hostile input).
 MAX_CONFIG_BYTES = 1024 * 1024
+MAX_CONFIG_LINES = 10000
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def read(path: str) -> EnvFile:
     """Read an env file; a missing file is empty; never raises, never logs.
 
     Huge, binary or non-UTF-8 files are handled: bytes that are not UTF-8 are
-    replaced, NUL bytes end a line, and files over 1 MiB are refused.
+    replaced, NUL bytes end a line, and files over 1 MiB or 10 000 lines are refused.
     """
     result = EnvFile(path)
     try:
@@ -93,6 +94,9 @@ def read(path: str) -> EnvFile:
         result.error = f"is larger than {MAX_CONFIG_BYTES} bytes"
         return result
     text = data.decode("utf-8", errors="replace").replace("\x00", "\n")
+    if text.count("\n", 0, len(text.rstrip())) >= MAX_CONFIG_LINES:  # bounds the memory and work of every reader
+        result.error = f"has more than {MAX_CONFIG_LINES} lines"
+        return result
     result.entries, result.ignored = parse_lines(text)
     return result
 

@@ -14,6 +14,7 @@ from ecs_init.core.known_keys import BOOLEAN_KEYS, KNOWN_KEYS
 from ecs_init.ops.report import FAIL, PASS, WARN, Check
 
 SUGGESTION_CUTOFF = 0.75
+MAX_LISTED = 50  # unknown or repeated keys listed one by one; the rest are counted
 
 
 def config_checks(cfg: Config) -> list[Check]:
@@ -47,13 +48,16 @@ def check_config_file(cf: EnvFile, label: str) -> Check:
             name, FAIL, f"{cf.path} {cf.error}", f"make {cf.path} a readable KEY=VALUE text file", {"file": cf.path}
         )
     if cf.ignored:
-        numbers = ", ".join(str(n) for n, _ in cf.ignored)
+        listed = [n for n, _ in cf.ignored[:MAX_LISTED]]
+        numbers = ", ".join(str(n) for n in listed)
+        if len(cf.ignored) > MAX_LISTED:
+            numbers += f" and {len(cf.ignored) - MAX_LISTED} more"
         return Check(
             name,
             WARN,
             f"{cf.path}: line(s) {numbers} have no '=' and are ignored",
             "write one KEY=VALUE per line",
-            {"file": cf.path, "lines": [n for n, _ in cf.ignored]},
+            {"file": cf.path, "lines": listed},
         )
     return Check(name, PASS, f"{cf.path}: {len(cf.entries)} setting(s)", "", {"file": cf.path})
 
@@ -70,43 +74,76 @@ def suggest_key(key: str) -> Optional[str]:
 
 
 def check_keys(files: Sequence[EnvFile]) -> list[Check]:
-    out: list[Check] = []
-    seen: dict[tuple[str, str], int] = {}
-    entries = [(cf.path, entry) for cf in files for entry in cf.entries]
-    for path, entry in entries:
-        where = f"{path}:{entry.line}"
-        # a malformed key part that looks like a secret key (``KEY value`` with a space
-        # instead of '=') carries the value in the key: shown by its name only
-        shown = redact.display_key(entry.key)
-        details: dict[str, Any] = {"key": shown, "file": path, "line": entry.line}
-        first = seen.setdefault((path, entry.key), entry.line)
-        if first != entry.line:
+    """WARN each unknown key (with a did-you-mean) and each key set twice in one file.
+
+    Bounded, whatever the files hold: the first ``MAX_LISTED`` of each kind
+    are listed, the rest counted in one summary check (a did-you-mean costs
+    a fuzzy match against every known key).
+    """
+    unknown: list[Check] = []
+    duplicates: list[Check] = []
+    more = {"config.unknown-key": 0, "config.duplicate-key": 0}
+    for cf in files:
+        seen: dict[str, int] = {}  # key -> its first line in this file
+        for entry in cf.entries:
+            where = f"{cf.path}:{entry.line}"
+            first = seen.setdefault(entry.key, entry.line)
+            if first != entry.line:
+                if len(duplicates) < MAX_LISTED:
+                    duplicates.append(_repeated_key(cf.path, entry.key, where, entry.line, first))
+                else:
+                    more["config.duplicate-key"] += 1
+            elif entry.key not in KNOWN_KEYS:
+                if len(unknown) < MAX_LISTED:
+                    unknown.append(_unknown_key(cf.path, entry.key, where, entry.line))
+                else:
+                    more["config.unknown-key"] += 1
+    out = [*duplicates, *unknown]
+    for name, count in more.items():
+        if count:
+            what = "unknown key(s)" if name == "config.unknown-key" else "repeated key(s)"
             out.append(
                 Check(
-                    "config.duplicate-key",
+                    name,
                     WARN,
-                    f"{shown} is set again at {where} (first at line {first}); the last one wins",
-                    f"keep one {shown} line",
-                    details,
+                    f"{count} more {what} not listed (only the first {MAX_LISTED} are)",
+                    "fix the ones listed and run check again",
+                    {"count": count},
                 )
             )
-        if entry.key in KNOWN_KEYS:
-            continue
-        suggestion = suggest_key(entry.key)
-        details["suggestion"] = suggestion
-        if entry.key.startswith("#"):
-            hint = "ecs.config has no comments: this line sets a variable literally named " + repr(shown)
-            hint += f"; delete the line{' or remove the #' if suggestion else ''}"
-        elif shown != entry.key and suggestion:
-            hint = f"write {suggestion}=<value>, with '=' right after the key"
-        elif suggestion:
-            hint = f"did you mean {suggestion}?"
-        else:
-            hint = "check the spelling against the ECS agent's configuration documentation"
-        out.append(Check("config.unknown-key", WARN, f"unknown key {shown} at {where}", hint, details))
-    if not any(c.name == "config.unknown-key" for c in out):
-        out.insert(0, Check("config.keys", PASS, f"all {len({e.key for _, e in entries})} key(s) are known"))
+    if not unknown:
+        count = len({entry.key for cf in files for entry in cf.entries})
+        out.insert(0, Check("config.keys", PASS, f"all {count} key(s) are known"))
     return out
+
+
+def _repeated_key(path: str, key: str, where: str, line: int, first: int) -> Check:
+    # a malformed key part that looks like a secret key (``KEY value`` with a space
+    # instead of '=') carries the value in the key: shown by its name only
+    shown = redact.display_key(key)
+    return Check(
+        "config.duplicate-key",
+        WARN,
+        f"{shown} is set again at {where} (first at line {first}); the last one wins",
+        f"keep one {shown} line",
+        {"key": shown, "file": path, "line": line},
+    )
+
+
+def _unknown_key(path: str, key: str, where: str, line: int) -> Check:
+    shown = redact.display_key(key)
+    suggestion = suggest_key(key)
+    details: dict[str, Any] = {"key": shown, "file": path, "line": line, "suggestion": suggestion}
+    if key.startswith("#"):
+        hint = "ecs.config has no comments: this line sets a variable literally named " + repr(shown)
+        hint += f"; delete the line{' or remove the #' if suggestion else ''}"
+    elif shown != key and suggestion:
+        hint = f"write {suggestion}=<value>, with '=' right after the key"
+    elif suggestion:
+        hint = f"did you mean {suggestion}?"
+    else:
+        hint = "check the spelling against the ECS agent's configuration documentation"
+    return Check("config.unknown-key", WARN, f"unknown key {shown} at {where}", hint, details)
 
 
 def check_booleans(cfg: Config, files: Sequence[EnvFile]) -> list[Check]:

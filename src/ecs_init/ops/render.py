@@ -17,7 +17,6 @@ are redacted by key unless ``--show-secrets`` is given (see ``redact``).
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any, Optional, Sequence
 
 from ecs_init.agent import hostfacts
@@ -26,7 +25,7 @@ from ecs_init.core import redact, settings
 from ecs_init.core.errors import InitError, UsageError
 from ecs_init.docker.api import PREFERRED_MAX_API, version_tuple
 from ecs_init.host.context import HostContext
-from ecs_init.ops.report import make_parser
+from ecs_init.ops.report import make_parser, write_report
 
 
 class _NoDocker:
@@ -135,6 +134,5 @@ def main(ctx: HostContext, args: Sequence[str]) -> int:
     text = json.dumps(doc, indent=2) if opts.json else format_human(doc)
     if not opts.show_secrets:
         text = redact.redact_text(text)
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    write_report(text, human=not opts.json)
     return 0

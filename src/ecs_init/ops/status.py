@@ -14,17 +14,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import time
 from typing import Any, Optional, Sequence
 
 from ecs_init.agent import cache
+from ecs_init.agent import state as supervisor_state
 from ecs_init.agent.identity import AGENT_IMAGE, AGENT_NAME, METADATA_URL
 from ecs_init.core import redact
 from ecs_init.core.config import Config
 from ecs_init.core.errors import CommandError, InitError, first_line
 from ecs_init.core.exitcodes import Exit
-from ecs_init.core.fsutil import read_regular
 from ecs_init.docker.api import Engine, default_bridge
 from ecs_init.docker.errors import EngineError
 from ecs_init.host.context import HostContext
@@ -37,6 +36,7 @@ from ecs_init.ops.report import (
     make_parser,
     parse_docker_time,
     read_json_file,
+    write_report,
 )
 
 log = logging.getLogger(__name__)
@@ -126,41 +126,34 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    except OSError:
+        return False
     return True
 
 
 def supervisor_part(ctx: HostContext) -> dict[str, Any]:
+    """The supervisor's state file: what is usable of it, and ``error`` naming whatever is not."""
     path = ctx.paths.supervisor_state
     doc, error = read_json_file(path)
-    part: dict[str, Any] = {
+    fields, problems = supervisor_state.parse({} if doc is None else doc)
+    if error:
+        problems = [error]
+    elif problems:
+        problems = [f"{path}: " + "; ".join(problems)]
+    pid = fields["pid"]
+    return {
         "file": path,
         "present": isinstance(doc, dict),
-        "pid": None,
-        "alive": None,
-        "state": None,
-        "restarts": None,
-        "started_at": None,
-        "updated_at": None,
-        "last_exit_code": None,
-        "upgrade": None,
-        "error": error or None,
+        "pid": pid,
+        "alive": _pid_alive(pid) if pid is not None else None,
+        "state": fields["state"],
+        "restarts": fields["restarts"],
+        "started_at": iso(fields["started_at"]),
+        "updated_at": iso(fields["updated_at"]),
+        "last_exit_code": fields["last_exit_code"],
+        "upgrade": fields["upgrade"],
+        "error": "; ".join(problems) or None,
     }
-    if doc is not None and not isinstance(doc, dict):
-        part["error"] = f"{path} does not hold a JSON object"
-    if not isinstance(doc, dict):
-        return part
-    pid = doc.get("pid")
-    part.update(
-        pid=pid if isinstance(pid, int) else None,
-        alive=_pid_alive(pid) if isinstance(pid, int) else None,
-        state=doc.get("state") if isinstance(doc.get("state"), str) else None,
-        restarts=doc.get("restarts") if isinstance(doc.get("restarts"), int) else None,
-        started_at=iso(doc["started_at"]) if isinstance(doc.get("started_at"), (int, float)) else None,
-        updated_at=iso(doc["updated_at"]) if isinstance(doc.get("updated_at"), (int, float)) else None,
-        last_exit_code=doc.get("last_exit_code") if isinstance(doc.get("last_exit_code"), int) else None,
-        upgrade=doc.get("upgrade") if isinstance(doc.get("upgrade"), dict) else None,
-    )
-    return part
 
 
 def introspection_part() -> dict[str, Any]:
@@ -189,12 +182,7 @@ def cache_part(ctx: HostContext) -> dict[str, Any]:
         size: Optional[int] = os.path.getsize(paths.cache_tarball)
     except OSError:
         size = None
-    desired: Optional[str] = None
-    try:
-        raw = read_regular(paths.desired_image, 4096)
-        desired = raw.decode("utf-8", errors="replace").split("\n", 1)[0].strip() or None
-    except OSError:
-        pass
+    desired, desired_error = cache.desired_image_name(paths)
     return {
         "state": state,
         "state_name": cache.state_name(state),
@@ -202,6 +190,7 @@ def cache_part(ctx: HostContext) -> dict[str, Any]:
         "tarball_present": size is not None,
         "tarball_bytes": size,
         "desired_image": desired,
+        "desired_image_error": desired_error,
     }
 
 
@@ -297,6 +286,10 @@ def verdict(report: dict[str, Any]) -> tuple[int, str]:
     return Exit.OK, "running"
 
 
+def _known(value: Any) -> str:
+    return "unknown" if value is None else str(value)
+
+
 def _yes_no(value: Optional[bool], yes: str = "yes", no: str = "NO") -> str:
     return "unknown" if value is None else (yes if value else no)
 
@@ -334,13 +327,16 @@ def format_human(report: dict[str, Any]) -> str:
             lines.append(f"  {AGENT_IMAGE} is not loaded")
     lines += ["", "Supervisor (amazon-ecs-init start)"]
     if s["present"]:
-        alive = "running" if s["alive"] else "not running"
-        lines.append(f"  process:       pid {s['pid']} ({alive}), state {s['state']}, since {s['started_at']}")
-        lines.append(f"  restarts:      {s['restarts']} since it started; last agent exit code {s['last_exit_code']}")
+        pid = "pid unknown" if s["pid"] is None else f"pid {s['pid']} ({'running' if s['alive'] else 'not running'})"
+        lines.append(f"  process:       {pid}, state {_known(s['state'])}, since {_known(s['started_at'])}")
+        lines.append(
+            f"  restarts:      {_known(s['restarts'])} since it started;"
+            f" last agent exit code {_known(s['last_exit_code'])}"
+        )
         if s["upgrade"]:
-            lines.append(
-                f"  watching an upgrade: {s['upgrade'].get('previous_image')} -> {s['upgrade'].get('new_image')}"
-            )
+            lines.append(f"  watching an upgrade: {s['upgrade']['previous_image']} -> {s['upgrade']['new_image']}")
+        if s["error"]:
+            lines.append(f"  BROKEN:        {s['error']}")
     else:
         lines.append(f"  no state file {s['file']}" + (f" ({s['error']})" if s["error"] else ""))
     lines += ["", "Introspection endpoint"]
@@ -356,6 +352,8 @@ def format_human(report: dict[str, Any]) -> str:
     lines.append(f"  tarball:       {c['tarball']} ({size})")
     if c["desired_image"]:
         lines.append(f"  desired image: {c['desired_image']}")
+    elif c["desired_image_error"]:
+        lines.append(f"  desired image: REFUSED: {c['desired_image_error']}")
     lines += ["", "Last upgrade/rollback event"]
     event = report["last_event"]
     if event:
@@ -380,6 +378,5 @@ def main(ctx: HostContext, args: Sequence[str]) -> int:
     opts = parser.parse_args(list(args))
     report = gather(ctx)
     text = json.dumps(report, indent=2) if opts.json else format_human(report)
-    sys.stdout.write(redact.redact_text(text) + "\n")
-    sys.stdout.flush()
+    write_report(redact.redact_text(text), human=not opts.json)
     return int(report["exit_code"])

@@ -11,6 +11,8 @@ Variants:
     ecs-agent-v2.tar        an upgrade (v1.106.0): same behaviour, new image ID
     ecs-agent-update.tar    asks for an update: exits 42 after 2 s
     ecs-agent-crashloop.tar an upgrade that crashes 1 s after start (exit 1)
+    ecs-agent-health.tar    the current agent with a Docker health check (every 1 s;
+                            unhealthy while <data>/standin-unhealthy exists)
     ecs-agent-truncated.tar first half of ecs-agent-v1.tar
     ecs-agent-corrupt.tar   not a tar at all
 """
@@ -36,6 +38,16 @@ VARIANTS: dict[str, dict[str, str]] = {
     "v2": {"STANDIN_VERSION": "v1.106.0"},
     "update": {"STANDIN_VERSION": "v1.105.1-update", "STANDIN_EXIT_CODE": "42", "STANDIN_EXIT_AFTER": "2"},
     "crashloop": {"STANDIN_VERSION": "v1.107.0-broken", "STANDIN_EXIT_CODE": "1", "STANDIN_EXIT_AFTER": "1"},
+    "health": {"STANDIN_VERSION": "v1.105.1-health"},
+}
+SECOND = 1_000_000_000  # Docker's durations are nanoseconds
+HEALTHCHECKS: dict[str, dict[str, object]] = {
+    "health": {
+        "Test": ["CMD-SHELL", "test ! -f /data/standin-unhealthy"],
+        "Interval": SECOND,
+        "Timeout": SECOND,
+        "Retries": 1,
+    },
 }
 
 
@@ -110,6 +122,7 @@ def build(variant: str, out_path: str, pad_bytes: int = 0, tag: str = TAG) -> st
             "Env": ["PATH=/bin"] + [f"{k}={v}" for k, v in sorted(env.items())],
             "Labels": {"com.example.ecs-init.standin": variant},
             "WorkingDir": "/",
+            **({"Healthcheck": HEALTHCHECKS[variant]} if variant in HEALTHCHECKS else {}),
         },
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
         "history": [{"created": "2026-01-01T00:00:00Z", "created_by": f"ecs-init standin {variant}"}],

@@ -5,7 +5,10 @@
 protocol: see ``_conforms`` at the end). It keeps images, tags and
 containers in dicts, raises only the client's own exceptions, and lets a
 test script failures (``fail``), exit codes (``exit_codes``) and a daemon
-that went away (``alive``).
+that went away (``alive``). With ``hold_waits`` a wait lasts until the
+container is stopped (``stop_container``) or made to exit (``exit``),
+calling its ``on_idle`` every ``idle_every`` seconds meanwhile, as the real
+client does after each ping of the daemon.
 
 An image "tarball" for ``load_image`` is any stream whose content is
 ``image=<image ID>``: loading it adds that image and tags it
@@ -16,6 +19,7 @@ refuses a truncated archive.
 from __future__ import annotations
 
 import itertools
+import threading
 from typing import Any, Callable, Mapping, Optional
 
 from ecs_init.docker.api import STOP_GRACE, Engine, LogLine, Readable
@@ -46,6 +50,9 @@ class FakeEngine:
         self.alive = True  # False: probe() fails and reconnect() raises
         self.on_exit: Optional[Callable[[int], None]] = None  # called with each exit code a wait returns
         self.calls: list[str] = []
+        self.hold_waits = False  # True: a wait blocks until the container stops (see the module docstring)
+        self.idle_every = 0.05
+        self._changed = threading.Condition()
         self.tag_calls: list[tuple[str, str, str]] = []
         self.loaded: list[str] = []
         self._failures: dict[str, tuple[EngineError, int]] = {}
@@ -169,9 +176,16 @@ class FakeEngine:
         self._call("start_container")
         self._container(name)["State"].update(Status="running", Running=True)
 
-    def wait_container(self, name: str) -> int:
+    def wait_container(self, name: str, on_idle: Optional[Callable[[], None]] = None) -> int:
         self._call("wait_container")
         state = self._container(name)["State"]
+        if self.hold_waits:
+            with self._changed:
+                while state["Running"] and self.hold_waits:
+                    if not self._changed.wait(self.idle_every) and on_idle is not None:
+                        on_idle()
+            if not state["Running"]:
+                return int(state["ExitCode"])
         code = self.exit_codes.pop(0) if self.exit_codes else 0
         state.update(Status="exited", Running=False, ExitCode=code)
         if self.on_exit is not None:
@@ -183,11 +197,19 @@ class FakeEngine:
         state = self.containers.get(name, {}).get("State")
         if not state or not state["Running"]:
             return False
-        state.update(Status="exited", Running=False, ExitCode=0)
+        self.exit(name, 0)
         return True
+
+    def exit(self, name: str, code: int) -> None:
+        """The running container ``name`` exits with ``code`` (a held wait returns it)."""
+        with self._changed:
+            self._container(name)["State"].update(Status="exited", Running=False, ExitCode=code)
+            self._changed.notify_all()
 
     def remove_container(self, name: str) -> bool:
         self._call("remove_container")
+        if self.containers.get(name, {}).get("State", {}).get("Running"):
+            self.exit(name, 137)  # killed by the forced removal
         return self.containers.pop(name, None) is not None
 
     def logs_tail(self, name: str, lines: int = 200) -> list[LogLine]:

@@ -43,21 +43,13 @@ The loopback
     inside the container and relays to the host's, so the Type=notify
     readiness probe and ``status`` reach the agent as they would on a real
     instance (and a test can hold readiness back by starting it late).
-
-The Docker SDK
-    While the program still imports the Docker SDK, the zipapp (which bundles
-    only this program) cannot run on its own: ``add_python_packages`` copies
-    the test venv's SDK into the system python3's site directory. Nothing
-    needs it once the Engine client has landed (``imports_docker_sdk``).
 """
 
 from __future__ import annotations
 
-import ast
 import ctypes
 import fcntl
 import hashlib
-import importlib.util
 import itertools
 import json
 import os
@@ -147,36 +139,6 @@ def _checked(argv: Sequence[str], timeout: float, what: str) -> str:
     return proc.stdout
 
 
-# ----------------------------------------------------- the Docker SDK bridge
-
-# The Docker SDK's runtime closure, for a program that still imports it.
-DOCKER_SDK = ("docker", "requests", "urllib3", "idna", "charset_normalizer", "certifi")
-
-
-def imports_docker_sdk(src: str) -> bool:
-    """Whether the package under ``src`` imports the Docker SDK (``docker``, not ``ecs_init.docker``).
-
-    The packaged zipapp bundles only this program: until the Engine client
-    has replaced the SDK, the systemd host gets the test venv's copy of it.
-    """
-    for dirpath, _dirs, files in os.walk(src):
-        for name in files:
-            if not name.endswith(".py"):
-                continue
-            with open(os.path.join(dirpath, name)) as fh:
-                tree = ast.parse(fh.read())
-            for node in ast.walk(tree):
-                if isinstance(node, ast.Import):
-                    names = [alias.name for alias in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    names = [node.module]
-                else:
-                    continue
-                if any(n == "docker" or n.startswith("docker.") for n in names):
-                    return True
-    return False
-
-
 # -------------------------------------------------------------- container
 
 
@@ -262,16 +224,6 @@ class SystemdHost:
 
     def is_link(self, path: str) -> bool:
         return self.exec("test", "-L", path, check=False).returncode == 0
-
-    def add_python_packages(self, modules: Sequence[str]) -> None:
-        """Copy these importable packages of the running Python into the system python3's site dir."""
-        site = self.exec("python3", "-c", "import site; print(site.getsitepackages()[0])").stdout.strip()
-        self.exec("mkdir", "-p", site)
-        for name in modules:
-            spec = importlib.util.find_spec(name)
-            assert spec and spec.submodule_search_locations, f"{name} is not an installed package"
-            location = list(spec.submodule_search_locations)[0]
-            self.put(location, f"{site}/{name}")
 
     # ----------------------------------------------------------- systemd
 

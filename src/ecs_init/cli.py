@@ -90,7 +90,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from ecs_init.core import logsetup, redact, settings
     from ecs_init.core.config import Config
-    from ecs_init.core.errors import InitError
+    from ecs_init.core.errors import InitError, first_line
     from ecs_init.core.exitcodes import Exit
     from ecs_init.host.context import HostContext
 
@@ -116,7 +116,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return Exit.FAILURE
     except Exception as err:  # noqa: BLE001 - the last line of defence: one line, never a traceback
         log.debug("unexpected error", exc_info=True)
-        log.error("%s failed: %s: %s", action, type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+        log.error("%s failed: %s: %s", action, type(err).__name__, first_line(err))
         return Exit.FAILURE
     finally:
         if action == "start":

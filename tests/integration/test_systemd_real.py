@@ -139,8 +139,6 @@ def host(
         machine.write(DROPIN, f"[Service]\nEnvironment=ECS_INIT_PATH_PREFIX={machine.prefix}\n")
         machine.systemctl("daemon-reload")
         install(machine, packages.docker_stub)
-        if sh.imports_docker_sdk(os.path.join(ROOT, "src", "ecs_init")):
-            machine.add_python_packages(sh.DOCKER_SDK)  # until the Engine client lands
         install(machine, packages.default)
         seed(machine, os.path.join(standin_dir, "ecs-agent-v1.tar"))
         yield machine

@@ -331,6 +331,27 @@ def test_wait_pings_the_daemon_while_silent_and_returns_the_code(stub: StubEngin
     assert stub.paths().count("GET /_ping") >= 2  # the daemon was asked while the wait was silent
 
 
+def test_wait_calls_on_idle_after_each_ping_the_daemon_answered(stub: StubEngine) -> None:
+    def slow_wait(_req: Request) -> Reply:
+        time.sleep(1.2)
+        return Reply(200, {"StatusCode": 0})
+
+    stub.routes["POST", "/containers/ecs-agent/wait"] = slow_wait
+    engine = client.EngineClient(stub.host, {"ApiVersion": "1.41"}, wait_probe_interval=0.3, probe_timeout=1)
+    beats: list[float] = []
+    assert bounded(lambda: engine.wait_container("ecs-agent", on_idle=lambda: beats.append(time.monotonic()))) == 0
+    assert len(beats) >= 2 and len(beats) == stub.paths().count("GET /_ping")  # one beat per answered ping
+
+
+def test_wait_does_not_call_on_idle_when_the_ping_is_not_answered(stub: StubEngine) -> None:
+    stub.hang_paths.update({"/containers/ecs-agent/wait", "/_ping"})
+    engine = client.EngineClient(stub.host, {"ApiVersion": "1.41"}, wait_probe_interval=0.3, probe_timeout=0.3)
+    beats: list[float] = []
+    with pytest.raises(EngineUnavailable):
+        bounded(lambda: engine.wait_container("ecs-agent", on_idle=lambda: beats.append(time.monotonic())))
+    assert beats == []
+
+
 def test_wait_on_a_daemon_that_stopped_answering_raises(stub: StubEngine) -> None:
     stub.hang_paths.update({"/containers/ecs-agent/wait", "/_ping"})
     engine = client.EngineClient(stub.host, {"ApiVersion": "1.41"}, wait_probe_interval=0.3, probe_timeout=0.3)

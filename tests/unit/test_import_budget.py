@@ -7,8 +7,9 @@ code (a source checkout may run git for its revision: ``subprocess``);
 ``stop`` none of download, notify, status, check, render, the volume
 plugin, the supervisor or the host preparation, nor ``urllib.request``,
 ``http.server``, ``http.client`` (and its ``ssl``/``email``) or JSON-schema
-code; ``start`` the systemd notifier (and with it ``urllib.request``) only
-when NOTIFY_SOCKET is set. No action loads the Docker SDK.
+code; ``start`` the systemd notifier only when NOTIFY_SOCKET is set, and no
+HTTP client library even then (the readiness and health probe is a socket,
+``agent/probe.py``). No action loads the Docker SDK.
 """
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ DENY: dict[str, set[str]] = {
         "ecs_init.agent.notify", "ecs_init.agent.download", "ecs_init.agent.imds",
         "ecs_init.host.netfilter", "ecs_init.host.loopback", "ecs_init.host.ipv6_route",
     },  # fmt: skip
-    # the readiness probe is urllib.request (and so http.client): only here
-    "start+notify": EVERYWHERE | REPORTS | {"ecs_init.agent.download", "ecs_init.agent.imds"},
+    # the readiness and health probe is a plain socket: no HTTP client library here either
+    "start+notify": EVERYWHERE | HTTP_CLIENTS | REPORTS | {"ecs_init.agent.download", "ecs_init.agent.imds"},
     "reload-cache": EVERYWHERE | REPORTS | {
         "ecs_init.agent.notify", "ecs_init.agent.supervisor", "ecs_init.agent.hostfacts",
     },  # fmt: skip

@@ -10,8 +10,11 @@ abstract socket). It sends:
   with a STATUS saying it never answered. The wait runs in a thread: it
   never blocks supervision.
 * ``STATUS=...`` whenever the supervisor's state changes.
-* ``WATCHDOG=1`` every ``WATCHDOG_USEC``/2 while the process lives (when
-  ``WATCHDOG_USEC`` is set and ``WATCHDOG_PID``, if set, is this process).
+* ``WATCHDOG=1`` every ``WATCHDOG_USEC``/2 (when ``WATCHDOG_USEC`` is set
+  and ``WATCHDOG_PID``, if set, is this process) while supervision makes
+  progress: only while the supervision loop's heartbeat is fresh and the
+  agent is not unhealthy with its healing failed (``Supervisor.stalled``,
+  see ``health.py``). Starved, systemd's ``WatchdogSec=`` restarts the unit.
 * ``STOPPING=1`` when supervision ends.
 
 Sending never raises and never blocks (non-blocking datagrams; a full queue
@@ -25,10 +28,9 @@ import os
 import socket
 import threading
 import time
-import urllib.request
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
-from ecs_init.agent.identity import METADATA_URL
+from ecs_init.agent.probe import DEFAULT_READY_TIMEOUT, DEFAULT_READY_URL, PROBE_TIMEOUT, probe_url
 from ecs_init.core import settings
 
 if TYPE_CHECKING:
@@ -37,10 +39,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_READY_URL = METADATA_URL
-DEFAULT_READY_TIMEOUT = settings.READY_TIMEOUT.default_number
+__all__ = [  # the probe and its settings live in probe.py (shared with the health monitor)
+    "DEFAULT_READY_TIMEOUT", "DEFAULT_READY_URL", "PROBE_TIMEOUT", "Notifier", "SupervisorNotifier", "attach",
+    "describe", "probe_url", "socket_address", "watchdog_interval",
+]  # fmt: skip
+
 READY_POLL = 0.25
-PROBE_TIMEOUT = 1.0
 
 
 def socket_address(value: str) -> str | None:
@@ -69,15 +73,6 @@ def watchdog_interval(environ: Mapping[str, str], pid: int | None = None) -> flo
     if usec <= 0:
         return None
     return usec / 2 / 1_000_000
-
-
-def probe_url(url: str, timeout: float = PROBE_TIMEOUT) -> bool:
-    """True when ``url`` answers 2xx."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - local introspection URL
-            return 200 <= int(resp.status) < 300
-    except (OSError, ValueError):
-        return False
 
 
 class Notifier:
@@ -137,6 +132,8 @@ def describe(state: str, doc: Mapping[str, Any]) -> str:
         return f"ECS agent exited with code {doc.get('exit_code')}; restarting in {delay:.1f}s (restarts {restarts})"
     if state == "docker-lost":
         return "lost the Docker daemon; waiting for it to return"
+    if state == "healing":
+        return f"ECS agent unhealthy ({doc.get('reason')}): restarting it (restarts {restarts})"
     if state == "stopped":
         return f"ECS agent stopped (exit code {doc.get('exit_code')})"
     if state == "terminal":
@@ -154,12 +151,14 @@ class SupervisorNotifier:
         ready_timeout: float = DEFAULT_READY_TIMEOUT,
         watchdog: float | None = None,
         probe: Callable[[str], bool] = probe_url,
+        stalled: Callable[[], Optional[str]] = lambda: None,
     ):
         self.notifier = notifier
         self.ready_url = ready_url
         self.ready_timeout = ready_timeout
         self.watchdog = watchdog
         self.probe = probe
+        self.stalled = stalled  # why not to feed the watchdog now (None: feed it)
         self.ready = threading.Event()
         self.closed = threading.Event()
         self.last_status = ""
@@ -206,9 +205,20 @@ class SupervisorNotifier:
 
     def _watchdog_loop(self) -> None:
         interval = self.watchdog or 1.0
+        starved = ""
         while not self.closed.is_set():
-            if threading.main_thread().is_alive():
+            try:
+                reason = self.stalled()
+            except Exception as err:  # noqa: BLE001 - a broken check must starve the watchdog, not kill it
+                reason = f"cannot tell whether supervision makes progress: {err!r}"
+            if reason is None:
+                if starved:
+                    log.warning("supervision makes progress again: feeding the systemd watchdog again")
+                    starved = ""
                 self.notifier.send("WATCHDOG=1")
+            elif not starved:
+                starved = reason
+                log.error("not feeding the systemd watchdog: %s", reason)
             self.closed.wait(interval)
 
     def close(self) -> None:
@@ -229,9 +239,10 @@ def attach(
     cfg = ctx.cfg
     hooked = SupervisorNotifier(
         notifier,
-        ready_url=cfg.text(settings.READY_URL) or METADATA_URL,
+        ready_url=cfg.text(settings.READY_URL) or DEFAULT_READY_URL,
         ready_timeout=cfg.seconds(settings.READY_TIMEOUT),
         watchdog=watchdog_interval(env),
+        stalled=supervisor.stalled,
     )
     supervisor.listeners.append(hooked.listener)
     return hooked

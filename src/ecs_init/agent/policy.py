@@ -25,6 +25,10 @@ RECONNECT_POLL = 0.5
 EXIT_DOCKER_LOST = -2
 # The "exit code" of an agent container that could not be created or started.
 EXIT_START_FAILED = -1
+# The "exit code" of an agent stopped by the health monitor (health.py) to heal
+# it: restarted by the normal policy; counted against an upgrade only while
+# the upgrade is watched (UpgradeWatch: within ECS_INIT_ROLLBACK_WINDOW).
+EXIT_HEALED = -3
 # That many create/start failures in a row end `start` with 255: systemd then
 # runs pre-start again (as after the Go program's first failure); never a loop.
 MAX_START_FAILURES = 5

@@ -19,6 +19,7 @@ class SupervisorState(str, enum.Enum):
     RUNNING = "running"  # the agent container runs; waiting for it to exit
     BACKOFF = "backoff"  # the agent exited; waiting before the next start
     DOCKER_LOST = "docker-lost"  # the Docker daemon is away; waiting for it to return
+    HEALING = "healing"  # the agent stopped answering: the health monitor is stopping it to restart it
     STOPPED = "stopped"  # supervision ended (agent exit 0, or SIGTERM)
     TERMINAL = "terminal"  # the agent exited 5: not restarted
 

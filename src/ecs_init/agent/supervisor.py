@@ -18,12 +18,15 @@ from typing import Any, Callable, Optional
 from ecs_init.agent import cache, hostfacts, state
 from ecs_init.agent import stop as agent_stop
 from ecs_init.agent.events import record_event
+from ecs_init.agent.healer import HealthMonitor
+from ecs_init.agent.health import IMAGE_LOAD, Heartbeat, stall_reason
 from ecs_init.agent.identity import AGENT_IMAGE, AGENT_NAME
 from ecs_init.agent.policy import (
     BACKOFF_CAP,
     BACKOFF_JITTER,
     BACKOFF_START,
     EXIT_DOCKER_LOST,
+    EXIT_HEALED,
     EXIT_START_FAILED,
     LOG_TAIL_LINES,
     MAX_START_FAILURES,
@@ -77,6 +80,15 @@ class Supervisor(Upgrades):
         self.last_exit: Optional[int] = None
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
         self._stop_thread: threading.Thread | None = None
+        # health.py: the loop's proof of progress (the systemd watchdog), and healing a hung agent
+        self.heartbeat = Heartbeat()
+        self.health = HealthMonitor.configured(ctx, self.stopping, self.report)
+        if self.health is not None:
+            self.listeners.append(self.health.listener)
+
+    def stalled(self) -> Optional[str]:
+        """Why the systemd watchdog must not be fed now (None: supervision makes progress)."""
+        return stall_reason(self.heartbeat, self.health)
 
     # ------------------------------------------------------------ reporting
 
@@ -132,13 +144,20 @@ class Supervisor(Upgrades):
 
     def run(self) -> int:
         """Supervise until the agent stops for good; return the exit code."""
+        self.heartbeat.beat()
         self.report(SupervisorState.STARTING)
+        if self.health is not None:
+            self.health.start()
         try:
             while not self.stopping.is_set():
                 started = self.clock()
                 code = self._run_once()
                 if self.stopping.is_set():
                     break
+                self.heartbeat.beat()
+                if self.health is not None and self.health.take_heal(self.container_id):
+                    log.info("the agent exited with code %d after the health monitor stopped it", code)
+                    code = EXIT_HEALED
                 self.last_exit = code
                 uptime = self.clock() - started
                 if resets_backoff(code, uptime, self.backoff_reset):
@@ -151,6 +170,7 @@ class Supervisor(Upgrades):
                 if next_step is Next.TERMINAL:
                     self.report(SupervisorState.TERMINAL, exit_code=code)
                     raise TerminalExit("the agent exited with code 5 (terminal): not restarting it")
+                self.heartbeat.beat(IMAGE_LOAD)  # an upgrade or a rollback may load an image
                 if next_step is Next.UPGRADE and self._upgrade():
                     self.restarts += 1
                     continue
@@ -162,18 +182,23 @@ class Supervisor(Upgrades):
                 delay = self.backoff.next()
                 log.info("restarting the agent in %.2fs", delay)
                 self.report(SupervisorState.BACKOFF, delay=delay, exit_code=code)
+                self.heartbeat.beat(delay)
                 if self.stopping.wait(delay):
                     break
         finally:
             if self.stopping.is_set():
                 # Let the graceful stop finish before the process exits.
                 if self._stop_thread is not None:
+                    self.heartbeat.beat(agent_stop.GIVE_UP)
                     self._stop_thread.join(agent_stop.GIVE_UP)
                 self.report(SupervisorState.STOPPED, exit_code=0)
+            if self.health is not None:
+                self.health.close()
         return Exit.OK
 
     def _run_once(self) -> int:
         """Create and start the agent; wait for it (surviving Docker restarts)."""
+        self.heartbeat.beat(self.docker_wait)  # the first connect may wait that long for a late daemon
         _ = self.ctx.docker  # the first connect: a daemon that never answers ends `start` (255)
         try:
             return self._start_and_wait()
@@ -192,9 +217,11 @@ class Supervisor(Upgrades):
             spec = build_spec(ctx.cfg, facts, hostfacts.gpu_devices_appeared(ctx, facts))
             for warning in spec.warnings:
                 log.warning("%s", warning)
+            self.heartbeat.beat()
             self.container_id = self._create(spec.engine_body())
             if self.stopping.is_set():
                 return 0
+            self.heartbeat.beat()
             engine.start_container(AGENT_NAME)
         except EngineUnavailable:
             raise
@@ -203,6 +230,7 @@ class Supervisor(Upgrades):
         self.start_failures = 0
         self.image_reloaded = False
         log.info("agent container %s started (%s)", AGENT_NAME, self.container_id[:12])
+        self.heartbeat.beat()
         self.report(SupervisorState.RUNNING)
         return self._wait()
 
@@ -227,6 +255,7 @@ class Supervisor(Upgrades):
         self.image_reloaded = True
         log.warning("the agent image %s is missing (%s): reloading %s", AGENT_IMAGE, missing, paths.cache_tarball)
         record_event(self.ctx, "image-reload", reason=missing)
+        self.heartbeat.beat(IMAGE_LOAD)
         try:
             cache.load_tarball(self.ctx, paths.cache_tarball)
             cache.write_state(paths, cache.STATE_CACHED)
@@ -272,7 +301,7 @@ class Supervisor(Upgrades):
         ctx = self.ctx
         while True:
             try:
-                code = ctx.docker.wait_container(AGENT_NAME)
+                code = ctx.docker.wait_container(AGENT_NAME, on_idle=self.heartbeat.beat)
             except NotFound:
                 log.warning("the agent container disappeared")
                 return EXIT_DOCKER_LOST
@@ -312,6 +341,7 @@ class Supervisor(Upgrades):
         self.report(SupervisorState.DOCKER_LOST)
 
         def pause(delay: float) -> None:
+            self.heartbeat.beat()
             if self.stopping.wait(min(delay, RECONNECT_POLL)):
                 raise _Stopping()
 
@@ -322,6 +352,7 @@ class Supervisor(Upgrades):
                 return False
             except EngineError as err:
                 log.error("%s; still waiting for it", err)
+                self.heartbeat.beat()
                 continue
             log.info("the Docker daemon is back")
             return True

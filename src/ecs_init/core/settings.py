@@ -128,6 +128,22 @@ ROLLBACK_FAILURES = Setting(
 ROLLBACK_WINDOW = Setting(
     "ECS_INIT_ROLLBACK_WINDOW", Kind.SECONDS, "300", "the rollback window, in seconds", low=1, high=7 * DAY
 )
+HEALTH_INTERVAL = Setting(
+    "ECS_INIT_HEALTH_INTERVAL",
+    Kind.SECONDS,
+    "30",
+    "while supervising, probe the agent's `/v1/metadata` this often",
+    low=0.1,
+    high=3600,
+)
+HEALTH_TIMEOUT = Setting(
+    "ECS_INIT_HEALTH_TIMEOUT",
+    Kind.SECONDS,
+    "300",
+    "an agent whose endpoint fails this long while its container runs is restarted (0: never)",
+    low=0,
+    high=7 * DAY,
+)
 LOCK_TIMEOUT = Setting(
     "ECS_INIT_LOCK_TIMEOUT",
     Kind.SECONDS,
@@ -249,6 +265,8 @@ SETTINGS: tuple[Setting, ...] = (
     LOCK_TIMEOUT,
     READY_TIMEOUT,
     READY_URL,
+    HEALTH_INTERVAL,
+    HEALTH_TIMEOUT,
     S3_ENDPOINT,
     IMDS_ENDPOINT,
     ECS_ENDPOINT,

@@ -97,10 +97,12 @@ class Engine(Protocol):
 
     def start_container(self, name: str) -> None: ...
 
-    def wait_container(self, name: str) -> int:
+    def wait_container(self, name: str, on_idle: Optional[Callable[[], None]] = None) -> int:
         """Block (no timeout) until the container exits; return its exit code.
 
         EngineUnavailable when the daemon goes away or stops answering.
+        ``on_idle`` is called after each ping that found the daemon answering
+        during a long wait (the supervisor's heartbeat).
         """
         ...
 

@@ -212,9 +212,14 @@ class EngineClient:
     def start_container(self, name: str) -> None:
         self._expect(self._request("POST", f"/containers/{quote(name)}/start"), 204, 304)
 
-    def wait_container(self, name: str) -> int:
+    def wait_container(self, name: str, on_idle: Optional[Callable[[], None]] = None) -> int:
+        def idle() -> None:
+            self._alive()
+            if on_idle is not None:
+                on_idle()
+
         resp = self._request(
-            "POST", f"/containers/{quote(name)}/wait", timeout=None, idle=(self.wait_probe_interval, self._alive)
+            "POST", f"/containers/{quote(name)}/wait", timeout=None, idle=(self.wait_probe_interval, idle)
         )
         if resp.status != 200:
             raise answers.error_of(resp)

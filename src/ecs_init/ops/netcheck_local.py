@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Optional
 
 from ecs_init.agent.proxy import bypassed, env_value, invalid_settings
-from ecs_init.core.errors import CommandError
-from ecs_init.host import netrules
+from ecs_init.core.errors import CommandError, first_line
+from ecs_init.host import loopback, netfilter, netrules
 from ecs_init.host.context import HostContext
 from ecs_init.ops.check import FAIL, PASS, SKIP, WARN, Check
 from ecs_init.ops.netprobe import Outcome, probe
@@ -24,7 +24,6 @@ CREDENTIALS_PATH = "/v2/credentials/"
 AGENT_CREDENTIALS_URL = f"http://127.0.0.1:{netrules.AGENT_CREDENTIALS_PORT}{CREDENTIALS_PATH}"
 CREDENTIALS_URL = f"http://{netrules.CREDENTIALS_IP}:{netrules.CREDENTIALS_PORT}{CREDENTIALS_PATH}"
 INTROSPECTION_URL = f"http://127.0.0.1:{netrules.INTROSPECTION_PORT}/v1/metadata"
-ROUTE_LOCALNET = "/proc/sys/net/ipv4/conf/all/route_localnet"
 PRE_START_HINT = "run `amazon-ecs-init pre-start` (systemctl restart ecs, or stop ecs; start ecs, runs it)"
 
 
@@ -92,18 +91,13 @@ def check_credentials_rules(ctx: HostContext) -> Check:
     missing, unknown = [], []
     for rule in (netrules.credentials_dnat(), netrules.credentials_redirect()):
         try:
-            proc = ctx.runner.run(rule.argv("-C", 1), check=False, timeout=CHECK_TIMEOUT - 0.5)
+            if not netfilter.is_present(ctx.runner, rule, wait=1, timeout=CHECK_TIMEOUT - 0.5):
+                missing.append(str(rule))
         except CommandError as err:
-            unknown.append(str(err))
-            continue
-        if proc.returncode == 1:
-            missing.append(str(rule))
-        elif proc.returncode != 0:
-            unknown.append(((proc.stderr or proc.stdout or "").strip().splitlines() or [f"exit {proc.returncode}"])[0])
+            unknown.append(first_line(err))
     try:
-        with open(ROUTE_LOCALNET, encoding="ascii") as fh:
-            localnet: Optional[str] = fh.read(16).strip()
-    except OSError:
+        localnet: Optional[str] = loopback.route_localnet(ctx, timeout=CHECK_TIMEOUT - 0.5)
+    except CommandError:
         localnet = None
     if missing:
         return Check(name, FAIL, f"missing: {'; '.join(missing)}", PRE_START_HINT, {"missing": missing})

@@ -117,6 +117,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _send(self, status: int, payload: dict[str, Any]) -> None:
         data = json.dumps(payload).encode("utf-8")
+        # The work is done: the connection is idle (evictable) from here, so
+        # a client that has read this answer always finds its slot free.
+        self.server.connections.phase(self.connection, IDLE)
         self.send_response(status)
         self.send_header("Content-Type", CONTENT_TYPE)
         self.send_header("Content-Length", str(len(data)))

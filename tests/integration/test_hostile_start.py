@@ -13,16 +13,18 @@ import pytest
 from helpers import init_log, wait_until
 
 # the upgrade harness (fixture and helpers) of the self-update tests
-from integration.test_upgrade_rollback import (  # noqa: F401 - v1_running is a fixture used by name
+from integration import test_upgrade_rollback as upgrade
+from integration.test_upgrade_rollback import (
     V1,
     agent_exit_once,
     assert_failed_upgrade_recovered,
     cache_dir,
     events,
     stage,
-    v1_running,
     wait_serving,
 )
+
+v1_running = upgrade.v1_running  # the fixture, used by name
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -89,12 +91,8 @@ def test_rollback_failures_inf_is_one_warning_and_the_default(
     assert "OverflowError" not in log_text + v1_running["sup"].text()
 
 
-@pytest.mark.parametrize(
-    "v1_running", [{"ECS_INIT_ROLLBACK_FAILURES": "1e400"}], indirect=True, ids=["1e400"]
-)
-def test_rollback_failures_1e400_starts_the_agent_with_one_warning(
-    prefix: str, v1_running: dict[str, Any]
-) -> None:
+@pytest.mark.parametrize("v1_running", [{"ECS_INIT_ROLLBACK_FAILURES": "1e400"}], indirect=True, ids=["1e400"])
+def test_rollback_failures_1e400_starts_the_agent_with_one_warning(prefix: str, v1_running: dict[str, Any]) -> None:
     sup = v1_running["sup"]
     assert sup.proc.poll() is None
     text = init_log(prefix)

@@ -134,7 +134,8 @@ def test_a_real_docker_save_layout_still_reads(tmp_path: Any) -> None:
     path = str(tmp_path / "agent.tar")
     manifest = [{"Config": "c.json", "RepoTags": ["amazon/amazon-ecs-agent:latest"], "Layers": ["l/layer.tar"]}]
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in (("c.json", b"{}"), ("l/layer.tar", b"x" * 10), ("manifest.json", json.dumps(manifest).encode())):
+        members = (("c.json", b"{}"), ("l/layer.tar", b"x" * 10), ("manifest.json", json.dumps(manifest).encode()))
+        for name, data in members:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
@@ -160,8 +161,10 @@ def test_every_watched_path_passes_when_absent_or_regular(tmp_path: Any) -> None
     assert set(results) == {f"files.{w.name}" for w in check_files.watched(paths)}
     assert {c.status for name, c in results.items() if name != "files.os-release"} == {"PASS"}
     os.makedirs(paths.cache_dir)
-    open(paths.cache_state, "w").write("1\n")
-    open(paths.cache_dir + "/ecs-agent-v1.tar", "w").write("x")
+    with open(paths.cache_state, "w") as fh:
+        fh.write("1\n")
+    with open(paths.cache_dir + "/ecs-agent-v1.tar", "w") as fh:
+        fh.write("x")
     os.symlink("ecs-agent-v1.tar", paths.cache_tarball)  # as the packages install it
     results = _results(paths)
     assert results["files.cache-state"].status == "PASS" and results["files.cache-tarball"].status == "PASS"

@@ -118,8 +118,18 @@ def test_open_append_never_follows_never_blocks_and_appends(tmp_path: Any) -> No
         fd = fsutil.open_append(path)
         os.write(fd, text)
         os.close(fd)
-    assert open(path, "rb").read() == b"one\ntwo\n"
+    assert _read(path) == "one\ntwo\n"
     assert os.stat(path).st_mode & 0o777 == 0o644 & ~_umask()
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as fh:
+        fh.write(text)
+
+
+def _read(path: str) -> str:
+    with open(path) as fh:
+        return fh.read()
 
 
 def _umask() -> int:
@@ -137,10 +147,10 @@ def _umask() -> int:
         (lambda p: os.mkfifo(p), "is a FIFO, not a regular file"),
         (lambda p: os.symlink("/etc/hostname", p), "is a symlink (not followed)"),
         (lambda p: os.mkdir(p), "is a directory, not a regular file"),
-        (lambda p: open(p, "w").write("[" * 100000), "is nested more than 32 deep"),
-        (lambda p: open(p, "w").write("[" * 40 + "]" * 40), "is nested more than 32 deep"),
-        (lambda p: open(p, "w").write(" " * (jsonfile.MAX_JSON_BYTES + 1)), "is larger than"),
-        (lambda p: open(p, "w").write("{not json"), "is not valid JSON"),
+        (lambda p: _write(p, "[" * 100000), "is nested more than 32 deep"),
+        (lambda p: _write(p, "[" * 40 + "]" * 40), "is nested more than 32 deep"),
+        (lambda p: _write(p, " " * (jsonfile.MAX_JSON_BYTES + 1)), "is larger than"),
+        (lambda p: _write(p, "{not json"), "is not valid JSON"),
     ],
 )
 def test_json_state_files_refused_with_one_line(tmp_path: Any, make: Callable[[str], Any], why: str) -> None:
@@ -172,19 +182,19 @@ def test_record_event_never_blocks_never_fails_and_leaves_a_valid_file(
     elif kind == "symlink":
         os.symlink(outside, path)
     elif kind == "deep":
-        open(path, "w").write('[{"event":"rollback","failed_image":"sha256:x","d":' + "[" * 500 + "]" * 500 + "}]")
+        _write(path, '[{"event":"rollback","failed_image":"sha256:x","d":' + "[" * 500 + "]" * 500 + "}]")
     elif kind == "huge-depth":
-        open(path, "w").write("[" * 200000)
+        _write(path, "[" * 200000)
     elif kind == "not-a-list":
-        open(path, "w").write('{"event": "upgrade"}')
+        _write(path, '{"event": "upgrade"}')
     else:
-        open(path, "w").write('[{"event": "upgrade", "time": NaN}]')
+        _write(path, '[{"event": "upgrade", "time": NaN}]')
     with caplog.at_level(logging.WARNING):
         finishes(lambda: events.record_event(ctx, "upgrade-failed", reason="r"))
         assert finishes(lambda: events.rolled_back_images(ctx)) == set()
     assert outside.read_text() == "precious\n"
     assert not os.path.islink(path) and stat.S_ISREG(os.lstat(path).st_mode)
-    written = json.load(open(path))
+    written = json.loads(_read(path))
     assert written[-1]["event"] == "upgrade-failed"
     json.dumps(written, allow_nan=False)
     if kind != "nan":
@@ -195,10 +205,10 @@ def test_record_event_never_blocks_never_fails_and_leaves_a_valid_file(
 def test_events_that_are_objects_are_kept_and_others_dropped(tmp_path: Any) -> None:
     ctx = ctx_for(tmp_path)
     good = {"event": "rollback", "time": "t", "failed_image": "sha256:bad"}
-    open(ctx.paths.events_file, "w").write(json.dumps([1, "x", None, good, [good]]))
+    _write(ctx.paths.events_file, json.dumps([1, "x", None, good, [good]]))
     assert events.rolled_back_images(ctx) == {"sha256:bad"}
     events.record_event(ctx, "upgrade", new="sha256:new")
-    assert [e["event"] for e in json.load(open(ctx.paths.events_file))] == ["rollback", "upgrade"]
+    assert [e["event"] for e in json.loads(_read(ctx.paths.events_file))] == ["rollback", "upgrade"]
 
 
 # ---------------------------------------------------------------- the lock file
@@ -270,13 +280,13 @@ def test_a_fifo_desired_image_or_tarball_never_blocks(tmp_path: Any) -> None:
 
 def test_a_symlinked_cache_state_counts_as_uncached(tmp_path: Any) -> None:
     ctx = ctx_for(tmp_path)
-    open(ctx.paths.cache_tarball, "w").write("image=sha256:x")
+    _write(ctx.paths.cache_tarball, "image=sha256:x")
     elsewhere = tmp_path / "one"
     elsewhere.write_text("1\n")
     os.symlink(elsewhere, ctx.paths.cache_state)
     assert cache.read_state(ctx.paths) == cache.STATE_UNCACHED
     os.unlink(ctx.paths.cache_state)
-    open(ctx.paths.cache_state, "w").write("1\n")
+    _write(ctx.paths.cache_state, "1\n")
     assert cache.read_state(ctx.paths) == cache.STATE_CACHED
 
 

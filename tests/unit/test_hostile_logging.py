@@ -57,9 +57,7 @@ def test_a_fifo_at_the_log_file_never_blocks_and_is_said_once(
     assert "Logging error" not in err and "Traceback" not in err
 
 
-def test_a_symlink_at_the_log_file_is_never_appended_through(
-    tmp_path: Any, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_symlink_at_the_log_file_is_never_appended_through(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "passwd"
     target.write_text("root:x:0:0::/root:/bin/sh\n")
     path = str(tmp_path / "ecs-init.log")
@@ -109,7 +107,8 @@ def test_a_symlink_swapped_in_is_rotated_away_never_written_through(tmp_path: An
     handler.flush()
     assert target.read_text() == "precious\n"
     assert not os.path.islink(path)
-    assert "after the rotation" in open(path).read()
+    with open(path) as fh:
+        assert "after the rotation" in fh.read()
 
 
 def test_control_characters_are_escaped_in_log_lines() -> None:

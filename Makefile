@@ -5,7 +5,7 @@
 # (the first start downloads it); `make rpm AGENT_TARBALL=/path/ecs-agent-v1.105.1.tar`
 # (likewise deb) bundles that `docker save` archive of amazon/amazon-ecs-agent,
 # checked first (image tag and architecture). One tarball per architecture.
-.PHONY: get-deps test lint demo standin bench rpm deb zipapp clean
+.PHONY: get-deps test lint mutation demo standin bench rpm deb zipapp clean
 
 OUT ?= out
 AGENT_TARBALL ?=
@@ -18,6 +18,9 @@ test:                ## the whole test suite (installs and starts what it needs)
 
 lint:                ## ruff + mypy
 	./scripts/lint
+
+mutation:            ## mutation score of the pure modules (slow benchmark, not part of test)
+	./scripts/mutation
 
 demo:                ## bring up the supervised stand-in agent in a namespace and show /v1/metadata
 	./scripts/demo

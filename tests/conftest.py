@@ -18,6 +18,14 @@ import sys
 from typing import Iterator
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+
+# Reproducible property tests for mutation testing (scripts/mutation.py):
+# the same examples on every run, no example database, no time limits.
+hypothesis_settings.register_profile(
+    "mutation", derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck)
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))

@@ -7,14 +7,16 @@ from typing import Any
 import pytest
 
 from ecs_init.agent.spec import (
+    DEFAULT_CREDENTIALS_FETCHER_SOCKET,
     FIXED_BINDS,
     HostFacts,
     build_spec,
+    candidate_paths,
     parse_labels,
 )
 from ecs_init.core.config import Config
 from ecs_init.core.paths import Paths
-from ecs_init.core.platform import detect_platform
+from ecs_init.core.platform import Platform, detect_platform
 
 AL2 = detect_platform({"ID": "amzn", "VERSION_ID": "2023"})
 DEBIAN = detect_platform({"ID": "debian", "VERSION_ID": "12"})
@@ -263,3 +265,188 @@ def test_engine_body() -> None:
     assert body["Image"] == "amazon/amazon-ecs-agent:latest"
     assert "ECS_CLUSTER=c" in body["Env"]
     assert body["HostConfig"]["Binds"] == spec.binds
+
+
+# ---------------------------------------------------------------- boundaries (issue 21)
+
+
+@pytest.mark.parametrize(
+    ("api", "eni", "init"),
+    [
+        ("1.24", "false", False),
+        ("1.25", "true", True),
+        ("1.26", "true", True),
+        ("1.44", "true", True),
+        ("", "false", False),
+    ],
+)
+def test_docker_api_1_25_is_the_first_with_task_eni_and_init(api: str, eni: str, init: bool) -> None:
+    """SPEC §3 step 5 and HostConfig: below 1.25 no task ENI and no Init; 1.25 itself has both."""
+    spec = build_spec(make(), facts(docker_api_version=api))
+    assert spec.env["ECS_ENABLE_TASK_ENI"] == eni
+    assert spec.host_config.get("Init", False) is init
+
+
+@pytest.mark.parametrize(
+    ("value", "socket"),
+    [
+        ("unix:///run/cf.sock", "/run/cf.sock"),
+        ("unix://", DEFAULT_CREDENTIALS_FETCHER_SOCKET),  # no path: the default
+        ("tcp://127.0.0.1:8000", DEFAULT_CREDENTIALS_FETCHER_SOCKET),  # not a unix socket
+        ("/run/cf.sock", DEFAULT_CREDENTIALS_FETCHER_SOCKET),  # a bare path is no unix:// URL
+        ("", DEFAULT_CREDENTIALS_FETCHER_SOCKET),
+    ],
+)
+def test_credentials_fetcher_socket_only_from_a_unix_url(value: str, socket: str) -> None:
+    cfg = make(environ={"CREDENTIALS_FETCHER_HOST": value, "ECS_GMSA_SUPPORTED": "true"})
+    spec = build_spec(cfg, facts(existing=frozenset({socket, "/run/cf.sock", "/127.0.0.1:8000"})))
+    assert spec.env["CREDENTIALS_FETCHER_HOST_DIR"] == socket
+    assert f"{socket}:{socket}" in spec.binds
+    assert [b for b in spec.binds if "cf.sock" in b or "8000" in b or "credentials_fetcher" in b] == [
+        f"{socket}:{socket}"
+    ]
+
+
+def test_credentials_fetcher_host_in_the_files_is_not_read() -> None:
+    cfg = make(operator={"CREDENTIALS_FETCHER_HOST": "unix:///run/cf.sock"})
+    assert build_spec(cfg, facts()).env["CREDENTIALS_FETCHER_HOST_DIR"] == DEFAULT_CREDENTIALS_FETCHER_SOCKET
+
+
+@pytest.mark.parametrize(
+    ("process", "files", "bind"),
+    [
+        ("", "", "/var/run:/var/run"),
+        ("tcp://1.2.3.4:2375", "unix:///x.sock", "/var/run:/var/run"),
+        ("unix:///run/alt.sock", "", "/run/alt.sock:/var/run/docker.sock"),
+        ("unix:///run/alt.sock", "unix://", "/run/alt.sock:/var/run/docker.sock"),
+        ("unix:///run/alt.sock", "unix:///in.sock", "/run/alt.sock:/in.sock"),
+    ],
+)
+def test_docker_socket_bind_table(process: str, files: str, bind: str) -> None:
+    environ = {"DOCKER_HOST": process} if process else {}
+    operator = {"DOCKER_HOST": files} if files else {}
+    assert build_spec(make(environ=environ, operator=operator), facts()).binds[0] == bind
+
+
+# Every host path the spec may depend on (SPEC §3), whatever the platform and settings.
+SPEC_HOST_PATHS = (
+    "/etc/pki",
+    "/etc/pki/tls/certs",
+    "/etc/ssl",
+    "/etc/ssl/certs",
+    "/usr/bin/nsenter",
+    "/sbin/modinfo",
+    "/usr/sbin/modinfo",
+    "/var/lib/cloud/data/result.json",
+    "/var/lib/ecs/deps",
+    "/var/lib/ecs/deps/execute-command",
+    "/mnt/ecs/ebs",
+    "/var/lib/ecs/gpu",
+    DEFAULT_CREDENTIALS_FETCHER_SOCKET,
+    "/run/cf.sock",
+)
+LINK_SETTINGS = {"ECS_GMSA_SUPPORTED": "true", "CREDENTIALS_FETCHER_HOST": "unix:///run/cf.sock"}
+
+
+@pytest.mark.parametrize("platform", [AL2, AL1, DEBIAN, detect_platform({})], ids=["al2", "al1", "debian", "generic"])
+@pytest.mark.parametrize("environ", [{}, LINK_SETTINGS], ids=["defaults", "gmsa"])
+def test_candidate_paths_are_every_path_the_spec_looks_at(platform: Platform, environ: dict[str, str]) -> None:
+    """hostfacts only checks candidate_paths: a host path the spec depends on that is not
+    among them would be taken as missing, and its bind or setting would vanish silently."""
+    cfg = make(environ=environ)
+    candidates = set(candidate_paths(cfg, platform))
+    everything = frozenset(SPEC_HOST_PATHS)
+    seen = facts(platform=platform, existing=everything & candidates, directories=everything & candidates)
+    assert build_spec(cfg, seen) == build_spec(
+        cfg, facts(platform=platform, existing=everything, directories=everything)
+    )
+    assert candidates <= everything  # nothing the spec never looks at
+
+
+def test_candidate_paths_exact() -> None:
+    assert candidate_paths(make(), AL2) == (
+        "/etc/pki/tls/certs",
+        "/etc/pki",
+        "/usr/bin/nsenter",
+        "/sbin/modinfo",
+        "/usr/sbin/modinfo",
+        "/var/lib/cloud/data/result.json",
+        "/var/lib/ecs/deps",
+        "/var/lib/ecs/deps/execute-command",
+        "/mnt/ecs/ebs",
+        DEFAULT_CREDENTIALS_FETCHER_SOCKET,
+    )
+    prefixed = candidate_paths(make(paths=Paths(prefix="/p"), environ=LINK_SETTINGS), detect_platform({}))
+    assert prefixed == (
+        "/usr/bin/nsenter",
+        "/sbin/modinfo",
+        "/usr/sbin/modinfo",
+        "/var/lib/cloud/data/result.json",
+        "/p/var/lib/ecs/deps",
+        "/p/var/lib/ecs/deps/execute-command",
+        "/p/mnt/ecs/ebs",
+        "/run/cf.sock",
+    )
+
+
+def test_engine_body_is_exactly_the_spec() -> None:
+    spec = build_spec(make(operator={"ECS_CLUSTER": "c", "ECS_AGENT_LABELS": '{"team":"a"}'}), facts())
+    host = dict(spec.host_config)
+    host["Binds"] = spec.binds
+    assert spec.engine_body() == {
+        "Image": "amazon/amazon-ecs-agent:latest",
+        "Env": [f"{k}={v}" for k, v in spec.env.items()],
+        "Labels": {"team": "a"},
+        "HostConfig": host,
+    }
+    assert "Binds" not in spec.host_config  # the body is a copy
+
+
+LABELS_NOT_STRINGS = "ECS_AGENT_LABELS is not a JSON object of string to string"
+
+
+@pytest.mark.parametrize(
+    ("settings", "warnings"),
+    [
+        ({}, []),
+        ({"ECS_LOG_DRIVER": "json-file", "ECS_LOG_OPTS": '{"max-size":"1m"}'}, []),
+        (
+            {"ECS_LOG_OPTS": "[1]"},
+            [("ECS_LOG_OPTS", "ECS_LOG_OPTS is not a valid JSON object (not a JSON object); ignoring it", True)],
+        ),
+        (
+            {"ECS_LOG_OPTS": '{"b": 1, "\u00e9": true, "ok": "s"}'},
+            [("ECS_LOG_OPTS", "ECS_LOG_OPTS: the value of \\xe9, b is not a string (converted to one)", False)],
+        ),
+        (
+            {"ECS_LOG_DRIVER": "bogus", "ECS_LOG_OPTS": '{"k": "v"}'},
+            [("ECS_LOG_DRIVER", "ECS_LOG_DRIVER='bogus' is not supported; using json-file without ECS_LOG_OPTS", True)],
+        ),
+        (
+            {"ECS_LOG_DRIVER": "bogus"},
+            [("ECS_LOG_DRIVER", "ECS_LOG_DRIVER='bogus' is not supported; using json-file", True)],
+        ),
+        (
+            {"ECS_AGENT_LABELS": '{"b": 1, "\u00e9": null, "ok": "s"}'},
+            [
+                (
+                    "ECS_AGENT_LABELS",
+                    f"{LABELS_NOT_STRINGS} (the value of \\xe9, b is not a string); starting the agent without labels",
+                    True,
+                )
+            ],
+        ),
+        (
+            {"ECS_AGENT_LABELS": "[]"},
+            [("ECS_AGENT_LABELS", f"{LABELS_NOT_STRINGS}; starting the agent without labels", True)],
+        ),
+    ],
+)
+def test_warnings_exactly(settings: dict[str, str], warnings: list[tuple[str, str, bool]]) -> None:
+    spec = build_spec(make(operator=settings), facts())
+    assert [tuple(w) for w in spec.warnings] == warnings
+
+
+def test_unsupported_driver_drops_the_options() -> None:
+    spec = build_spec(make(operator={"ECS_LOG_DRIVER": "bogus", "ECS_LOG_OPTS": '{"k": "v"}'}), facts())
+    assert spec.host_config["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "16m", "max-file": "4"}}

@@ -227,3 +227,15 @@ def test_rules_disagree_exactly_when_one_rule_says_true(key: str, raw: str) -> N
     if note is not None:
         assert key in note and repr(raw) in note
         assert ("is off" in note) is (BOOLEAN_RULES[key] == EXACT_TRUE)
+
+
+def test_rules_disagree_text_as_check_shows_it() -> None:
+    assert rules_disagree("ECS_EXTERNAL", "1") == (
+        "ECS_EXTERNAL='1' is off for ecs-init, which turns this on only for the exact word true "
+        "(as the Go ecs-init does); other readers of ParseBool take it as true"
+    )
+    assert rules_disagree("ECS_AGENT_PID_NAMESPACE_HOST", "T") == (
+        "ECS_AGENT_PID_NAMESPACE_HOST='T' is on (read like Go's ParseBool), "
+        "but ecs-init's other switches accept only the word true"
+    )
+    assert rules_disagree(S.LOG_DRIVER.name, "1") is None  # not a switch

@@ -11,6 +11,7 @@ from ecs_init.agent.cache import (
     ensure_image,
     parse_state,
     read_state,
+    state_name,
     write_state,
 )
 from ecs_init.core.config import Config
@@ -45,6 +46,10 @@ def test_decision_table(state: int, present: bool, action: Action) -> None:
         ("42\n", 42),
         ("255", 255),
         ("0001", 1),
+        ("00", 0),
+        ("0000000255", 255),
+        ("0256", 0),
+        ("1000", 0),
         ("1abc", 1),
         ("2 3", 2),
         ("256", 0),
@@ -87,9 +92,10 @@ def test_pre_start_image_step_fails_on_unknown_state_without_downloading(tmp_pat
     ctx = HostContext(cfg=Config(paths=paths, environ={}), docker_factory=_NoDocker())  # type: ignore[arg-type]
     with pytest.raises(UnknownCacheState) as err:
         ensure_image(ctx)
-    message = str(err.value)
-    assert paths.cache_state in message and "holds 3" in message and "reload-cache" in message
-    assert "\n" not in message
+    assert str(err.value) == (
+        f"the cache state file {paths.cache_state} holds 3, which is not a known state "
+        "(0 uncached, 1 cached, 2 reload): run reload-cache, or write 2 to it to reload the cached tarball"
+    )
     with open(paths.cache_state) as fh:
         assert fh.read() == "3\n"  # untouched
     assert sorted(os.listdir(paths.cache_dir)) == ["ecs-agent.tar", "state"]  # nothing downloaded
@@ -125,3 +131,33 @@ def test_write_state_is_atomic(tmp_path) -> None:  # type: ignore[no-untyped-def
     with open(paths.cache_state) as fh:
         assert fh.read().strip() == "2"
     assert [n for n in os.listdir(os.path.dirname(paths.cache_state)) if n.endswith(".tmp")] == []
+
+
+@pytest.mark.parametrize(
+    ("content", "state"),
+    [
+        (b"1" + b" " * 63, 1),  # 64 bytes: the most a state file may hold
+        (b"1" + b" " * 64, 0),  # 65 bytes: refused, uncached
+        (b"1\n" + b"\x00" * 62, 1),
+        (b"\xff1", 0),
+        (b"2\xff\xfe", 2),
+    ],
+)
+def test_state_file_size_boundary_and_bytes(tmp_path, content: bytes, state: int) -> None:  # type: ignore[no-untyped-def]
+    paths = _paths(tmp_path)
+    with open(paths.cache_tarball, "wb") as fh:
+        fh.write(b"x")
+    with open(paths.cache_state, "wb") as fh:
+        fh.write(content)
+    assert read_state(paths) == state
+
+
+def test_write_state_writes_the_number_and_a_newline(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    paths = _paths(tmp_path)
+    write_state(paths, 1)
+    with open(paths.cache_state, "rb") as fh:
+        assert fh.read() == b"1\n"
+
+
+def test_state_names_as_status_shows_them() -> None:
+    assert [state_name(s) for s in (0, 1, 2, 3, 255)] == ["uncached", "cached", "reload", "unknown", "unknown"]

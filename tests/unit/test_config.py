@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ecs_init.core import settings
+from ecs_init.core import envfile, settings
 from ecs_init.core.config import Config
 from ecs_init.core.envfile import parse_env_text, read_env_file
 from ecs_init.core.paths import Paths
@@ -111,3 +111,133 @@ def test_version_tuple() -> None:
     assert version_tuple("1.41") < version_tuple("1.44")
     assert version_tuple("1.9") < version_tuple("1.25")
     assert version_tuple("junk") == (0,)
+
+
+# ---------------------------------------------------------------- exact answers (issue 21)
+
+
+def test_paths_from_the_environment() -> None:
+    assert Paths.from_env({}).prefix == ""
+    assert Paths.from_env({"ECS_INIT_PATH_PREFIX": "/opt/BOX//"}).prefix == "/opt/BOX"
+    assert Paths.from_env({"ECS_INIT_PATH_PREFIX": "/"}).ecs_config == "/etc/ecs/ecs.config"
+
+
+def test_paths_from_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ECS_INIT_PATH_PREFIX", "/srv/root")
+    assert Paths.from_env().prefix == "/srv/root"
+    cfg = Config.load()
+    assert cfg.paths == Paths(prefix="/srv/root") and cfg.environ["ECS_INIT_PATH_PREFIX"] == "/srv/root"
+
+
+def test_config_load_takes_the_prefix_from_the_given_environment(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    os.makedirs(tmp_path / "etc/ecs")
+    (tmp_path / "etc/ecs/ecs.config").write_text("ECS_CLUSTER=prefixed\n")
+    cfg = Config.load({"ECS_INIT_PATH_PREFIX": str(tmp_path)})
+    assert cfg.paths == Paths(prefix=str(tmp_path))
+    assert cfg.operator == {"ECS_CLUSTER": "prefixed"} and cfg.instance == {}
+    given = Paths(prefix=str(tmp_path / "other"))
+    assert Config.load({}, given).paths is given
+
+
+RESET = settings.BACKOFF_RESET_SECONDS
+
+
+def test_raw_is_empty_when_unset_and_the_process_env_wins_even_empty() -> None:
+    cfg = Config(paths=Paths(), environ={"ECS_LOG_DRIVER": ""}, operator={"ECS_LOG_DRIVER": "syslog"})
+    assert cfg.raw(settings.LOG_DRIVER) == ""
+    assert cfg.text(settings.LOG_DRIVER) == "json-file"  # empty: the default
+    assert Config(paths=Paths(), environ={}).raw(RESET) == ""
+
+
+def test_an_unset_switch_is_off_and_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    cfg = Config(paths=Paths(), environ={})
+    for key in ("ECS_EXTERNAL", "ECS_SKIP_LOCALHOST_TRAFFIC_FILTER"):
+        assert cfg.flag(settings.BY_NAME[key]) is False
+    assert caplog.records == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        (None, 60.0),
+        ("", 60.0),
+        ("2.5", 2.5),
+        ("0", 0.0),
+        ("0.5", 0.5),
+        ("1e3", 1000.0),
+        ("-1", 60.0),
+        ("-0.001", 60.0),
+        ("nan", 60.0),
+        ("NaN", 60.0),
+        ("inf", 60.0),
+        ("ten", 60.0),
+    ],
+)
+def test_seconds_accept_only_finite_numbers_in_range(raw: str | None, value: float) -> None:
+    """ECS_INIT_BACKOFF_RESET_SECONDS=nan would never reset the backoff; -1 would reset it always."""
+    environ = {} if raw is None else {RESET.name: raw}
+    assert Config(paths=Paths(), environ=environ).seconds(RESET) == value
+
+
+def test_seconds_from_the_files_and_the_process_env_first() -> None:
+    assert Config(paths=Paths(), environ={RESET.name: "3"}, operator={RESET.name: "4"}).seconds(RESET) == 3.0
+    assert Config(paths=Paths(), environ={}, operator={RESET.name: "5"}).seconds(RESET) == 5.0
+
+
+def test_a_bad_number_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    cfg = Config(paths=Paths(), environ={RESET.name: "nan", settings.ROLLBACK_WINDOW.name: "x"})
+    cfg.seconds(RESET)
+    cfg.seconds(RESET)
+    cfg.seconds(settings.ROLLBACK_WINDOW)
+    assert [r.getMessage() for r in caplog.records] == [
+        "ECS_INIT_BACKOFF_RESET_SECONDS='nan' is out of range [0, 86400]; using 60",
+        f"ECS_INIT_ROLLBACK_WINDOW='x' is not a number of seconds; using {settings.ROLLBACK_WINDOW.default}",
+    ]
+
+
+def test_docker_host() -> None:
+    assert Config(paths=Paths(), environ={}).docker_host() == "unix:///var/run/docker.sock"
+    assert Config(paths=Paths(), environ={"DOCKER_HOST": ""}).docker_host() == "unix:///var/run/docker.sock"
+    assert Config(paths=Paths(), environ={"DOCKER_HOST": "unix:///x.sock"}).docker_host() == "unix:///x.sock"
+    # only the process environment counts
+    assert (
+        Config(paths=Paths(), environ={}, operator={"DOCKER_HOST": "unix:///y"}).docker_host().endswith("docker.sock")
+    )
+
+
+def test_env_file_size_boundary(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Exactly 1 MiB is read; one byte more and the file is refused."""
+    limit = 1024 * 1024
+    exact = tmp_path / "exact"
+    exact.write_bytes(b"A=1\n" + b"#" * (limit - 4))
+    assert read_env_file(str(exact)) == {"A": "1"}
+    over = tmp_path / "over"
+    over.write_bytes(b"A=1\n" + b"#" * (limit - 3))
+    assert read_env_file(str(over)) == {}
+
+
+def test_env_file_lines_exactly() -> None:
+    entries, ignored = envfile.parse_lines("A=1\n\n# note\n  #B=2\nnoequals\n =x\nC = 3 \n")
+    assert entries == [envfile.Entry(1, "A", "1"), envfile.Entry(4, "#B", "2"), envfile.Entry(7, "C", "3")]
+    assert ignored == [(5, "noequals")]
+
+
+def test_env_file_read_says_what_it_found(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    missing = envfile.read(str(tmp_path / "missing"))
+    assert (missing.path, missing.present, missing.error, missing.values) == (str(tmp_path / "missing"), False, "", {})
+    good = tmp_path / "good"
+    good.write_bytes(b"A=1\n")
+    assert (envfile.read(str(good)).present, envfile.read(str(good)).error) == (True, "")
+    directory = envfile.read(str(tmp_path))
+    assert (directory.present, directory.error) == (True, "is a directory")
+    locked = tmp_path / "locked"
+    locked.write_text("A=1\n")
+    locked.chmod(0)
+    if os.geteuid() != 0:  # root reads it anyway
+        assert envfile.read(str(locked)).error == "cannot be read: Permission denied"
+
+
+def test_instance_flag_reads_the_instance_file_only() -> None:
+    gpu = settings.BY_NAME["ECS_ENABLE_GPU_SUPPORT"]
+    assert Config(paths=Paths(), environ={}, instance={gpu.name: "true"}).instance_flag(gpu) is True
+    assert Config(paths=Paths(), environ={gpu.name: "true"}, operator={gpu.name: "true"}).instance_flag(gpu) is False

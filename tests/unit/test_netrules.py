@@ -153,6 +153,79 @@ def test_parse_loopback() -> None:
     assert parse_loopback("garbage\n\n") is None
 
 
+def test_rule_purposes_as_status_shows_them() -> None:
+    """``status`` reports each rule with its purpose; ``netfilter`` logs it."""
+    assert [(r.tool, r.purpose) for r in plan_setup(RuleSettings(), FULL)] == [
+        ("iptables", "credentials endpoint from containers (DNAT)"),
+        ("iptables", "drop off-host traffic to 127.0.0.0/8"),
+        ("iptables", "block off-host introspection access"),
+        ("ip6tables", "block off-host introspection access"),
+        ("iptables", "allow introspection from the Docker default bridge"),
+        ("ip6tables", "allow introspection from the Docker default bridge"),
+        ("iptables", "credentials endpoint from the host (REDIRECT)"),
+    ]
+
+
+def test_argv_carries_the_lock_wait() -> None:
+    rule = bridge_accept(IPV6, "docker0")
+    assert rule.add_argv(7) == ["ip6tables", "-w", "7", "-t", "filter", "-I", "INPUT", *rule.spec]
+    assert rule.add_argv() == rule.argv("-I") == rule.argv("-I", 60)
+    assert rule.argv("-D", 3)[:7] == ["ip6tables", "-w", "3", "-t", "filter", "-D", "INPUT"]
+
+
+@pytest.mark.parametrize(
+    ("line", "spec"),
+    [
+        (
+            "-A INPUT --in-interface br0 -p tcp --dport 51678 -j ACCEPT",
+            ["--in-interface", "br0", "-p", "tcp", "--dport", "51678", "-j", "ACCEPT"],
+        ),
+        (
+            "-A INPUT -p tcp -m tcp --dport 51678 -j DROP ! -i lo",  # the interface last
+            ["-p", "tcp", "-m", "tcp", "--dport", "51678", "-j", "DROP", "!", "-i", "lo"],
+        ),
+    ],
+)
+def test_stale_introspection_rule_any_interface_form(line: str, spec: list[str]) -> None:
+    assert stale_introspection_rule(line) == spec
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "",
+        "-A",
+        "-A INPUT",
+        "-A INPUT -i '' -p tcp -m tcp --dport 51678 -j ACCEPT",  # an empty interface name
+        "-A INPUT -p tcp -m tcp --dport 51678 -j ACCEPT -i",  # -i without a name
+        "-I INPUT -i docker0 -p tcp -m tcp --dport 51678 -j ACCEPT",
+    ],
+)
+def test_stale_introspection_rule_ignores_short_or_odd_lines(line: str) -> None:
+    assert stale_introspection_rule(line) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "loopback"),
+    [
+        ("junk\n", None),  # a line that is not a link is skipped
+        ("1: lo: <LOOPBACK,UP> mtu 65536 alias <UP>\n", "lo"),  # the flags are the first <...>
+        ("2: eth0: <BROADCAST,UP> mtu 1500 alias x,LOOPBACK>\n", None),
+        ("3: x:LOOPBACK> mtu 1\n", None),  # no flags
+        ("4: x: >LOOPBACK< mtu 1\n", None),
+        ("5: : <LOOPBACK> mtu 1\n", None),  # no name
+        ("6: @x: <LOOPBACK> mtu 1\n", None),
+        ("7: lb:<LOOPBACK> mtu 1\n", "lb"),  # no blank before the flags
+        ("8: lb@a@b: <LOOPBACK> mtu 1\n", "lb"),
+        ("9: lb: alias a:b <LOOPBACK>\n", "lb"),  # a colon after the name belongs to the rest
+        ("1: lo: <UP> mtu 1\n2: lo2: <LOOPBACK> mtu 1\n3: lo3: <LOOPBACK> mtu 1\n", "lo2"),
+    ],
+)
+def test_parse_loopback_odd_lines(text: str, loopback: str | None) -> None:
+    """An odd line is never taken for the loopback, nor stops the search."""
+    assert parse_loopback(text + "10: next: <LOOPBACK,UP> mtu 1\n") == (loopback or "next")
+
+
 # ---------------------------------------------------------------- fake host
 
 

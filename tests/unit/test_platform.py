@@ -153,3 +153,57 @@ def test_read_platform_from_the_prefix(tmp_path) -> None:  # type: ignore[no-unt
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc" / "os-release").write_text(ROCKY)
     assert read_platform(Paths(prefix=str(tmp_path))).family == GENERIC_RPM
+
+
+# ---------------------------------------------------------------- exact answers (issue 21)
+
+
+def test_parse_os_release_exactly() -> None:
+    text = (
+        "# ID=ubuntu\n"  # a comment, even one with '='
+        "  #ID_LIKE=debian\n"
+        'PRETTY_NAME="Xen OS 1 (a=b)"\n'
+        " NAME = XenOS \n"
+        "ID=xenos\n"
+        "VERSION_ID='X1'\n"
+        "noequals\n"
+        "ID=xenos2\n"  # the last one wins
+    )
+    assert parse_os_release(text) == {
+        "PRETTY_NAME": "Xen OS 1 (a=b)",
+        "NAME": "XenOS",
+        "ID": "xenos2",
+        "VERSION_ID": "X1",
+    }
+
+
+@pytest.mark.parametrize(
+    ("release", "family", "detailed"),
+    [
+        ({"ID": "amzn"}, AL2, "linux"),  # Amazon Linux without VERSION_ID: not 1
+        ({"ID": "AMZN", "VERSION_ID": "2018.03"}, AL1, "AMZN_2018.03"),
+        ({"ID": "opensuse-slowroll", "VERSION_ID": "1"}, DEBIAN, "opensuse-slowroll_1"),
+        ({"ID": "Ubuntu", "VERSION_ID": "24.04"}, DEBIAN, "Ubuntu_24.04"),
+        ({"ID": "x", "ID_LIKE": "Fedora Debian"}, DEBIAN, "linux"),
+        ({"ID_LIKE": "debian"}, DEBIAN, "linux"),  # no ID: ID_LIKE still counts
+        ({"VERSION_ID": "12"}, GENERIC_RPM, "linux"),
+        ({"ID": "", "VERSION_ID": "12"}, GENERIC_RPM, "linux"),
+        ({"ID": "x", "ID_LIKE": "debianish suse-like"}, GENERIC_RPM, "linux"),
+    ],
+)
+def test_platform_of_odd_os_releases(release: dict[str, str], family: str, detailed: str) -> None:
+    platform = detect_platform(release)
+    assert (platform.family, platform.detailed_os_family) == (family, detailed)
+
+
+def test_read_platform_of_odd_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    release = etc / "os-release"
+    release.write_bytes(b"NAME=\xff\xfe\nID=debian\nVERSION_ID=12\n")  # not UTF-8
+    assert read_platform(Paths(prefix=str(tmp_path))).detailed_os_family == "debian_12"
+    release.write_bytes(b"#" * (1024 * 1024) + b"\nID=debian\n")  # past the first MiB: not read
+    assert read_platform(Paths(prefix=str(tmp_path))).family == GENERIC_RPM
+    release.unlink()
+    release.mkdir()  # unreadable: the generic row
+    assert read_platform(Paths(prefix=str(tmp_path))).family == GENERIC_RPM

@@ -9,6 +9,7 @@ letters under 16 characters); URL credentials everywhere.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import string
 import tempfile
@@ -337,3 +338,165 @@ def test_url_redaction_is_linear_on_hostile_text() -> None:
     assert proc.returncode == 0, proc.stderr
     times = [float(t) for t in proc.stdout.split()]
     assert len(times) == 4 and max(times) < 5, times
+
+
+# ---------------------------------------------------------------- exact answers (issue 21)
+
+
+def test_nested_secrets_two_levels_deep_and_inside_lists() -> None:
+    doc = {
+        "outer": {"inner": {"splunk-token": "s3cret-one", "plain": "keep-me-1"}},
+        "list": [{"db_password": "s3cret-two"}, "keep-me-2", [{"x": {"API_SECRET": "s3cret-three"}}]],
+        "count": 3,
+        "token_list": ["s3cret-four", {"k": "s3cret-five"}],  # everything under a secret name
+    }
+    found = ["s3cret-one", "s3cret-two", "s3cret-three", "s3cret-four", "s3cret-five"]
+    assert redact._nested_secrets(doc) == found
+    assert redact.free_text_values({"ECS_LOG_OPTS": json.dumps(doc)}) == set(found)
+    assert redact.redact_json(doc) == {
+        "outer": {"inner": {"splunk-token": REDACTED, "plain": "keep-me-1"}},
+        "list": [{"db_password": REDACTED}, "keep-me-2", [{"x": {"API_SECRET": REDACTED}}]],
+        "count": 3,
+        "token_list": REDACTED,
+    }
+
+
+def test_redact_json_keeps_empty_secrets_and_redacts_urls_in_lists() -> None:
+    doc = {"token": "", "password": None, "secret": "x", "proxies": ["http://u:pw@proxy:3128", "http://h"], "n": 1}
+    assert redact.redact_json(doc) == {
+        "token": "",
+        "password": None,
+        "secret": REDACTED,
+        "proxies": [f"http://u:{REDACTED}@proxy:3128", "http://h"],
+        "n": 1,
+    }
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "shown"),
+    [
+        (
+            "ECS_LOG_OPTS",
+            '{"splunk-token": "abc", "url": "http://u:p@h/x"}',
+            '{"splunk-token":"<redacted>","url":"http://u:<redacted>@h/x"}',
+        ),
+        (
+            "ECS_LOG_OPTS",
+            '{"splunk-url": "https://h:8088", "tag": "x"}',
+            '{"splunk-url": "https://h:8088", "tag": "x"}',
+        ),
+        ("ECS_AGENT_LABELS", '{"a": {"b": {"token": "t0k3n-value"}}}', '{"a":{"b":{"token":"<redacted>"}}}'),
+        ("HTTP_PROXY", "http://user:pw@proxy:3128", f"http://user:{REDACTED}@proxy:3128"),
+        ("ECS_CLUSTER", '{"not": "json"', '{"not": "json"'),
+        ("MY_TOKEN", "", ""),
+        ("MY_TOKEN", "true", REDACTED),
+    ],
+)
+def test_redact_value_exactly(key: str, value: str, shown: str) -> None:
+    """Only the secret parts change; a JSON value without secrets is shown as written."""
+    assert redact.redact_value(key, value) == shown
+
+
+def test_redact_env_entries_exactly() -> None:
+    entries = [
+        "ECS_CLUSTER=a=b",
+        "AWS_SESSION_TOKEN=x=y",
+        "NOEQUALS",
+        "ECS_ENGINE_AUTH_DATA {x}",
+        "HTTP_PROXY=http://u:p@h",
+    ]
+    assert redact.redact_env_entries(entries) == [
+        "ECS_CLUSTER=a=b",
+        f"AWS_SESSION_TOKEN={REDACTED}",
+        "NOEQUALS",
+        f"ECS_ENGINE_AUTH_DATA {REDACTED}",
+        f"HTTP_PROXY=http://u:{REDACTED}@h",
+    ]
+
+
+def test_overlapping_secrets_are_replaced_longest_first() -> None:
+    """A secret inside a longer one: replacing the shorter first would leave parts of the longer."""
+    redact.register_secrets({"A_TOKEN": "zzsecret9", "B_TOKEN": "xxzzsecret99"})
+    assert redact.redact_text("token xxzzsecret99 and zzsecret9") == f"token {REDACTED} and {REDACTED}"
+    assert redact.redact_text("abcdefgh12345", extra=["abcdefgh", "abcdefgh12345"]) == REDACTED
+
+
+def test_extra_values_follow_the_free_text_rule() -> None:
+    text = "docker short s3cr3t-value"
+    assert redact.redact_text(text, extra=["docker", "short", "s3cr3t-value"]) == f"docker short {REDACTED}"
+    assert redact._values == set()  # extra values are not remembered
+
+
+def test_secret_forms_in_json_text_are_searched_too() -> None:
+    """A value with a quote or a non-ASCII letter also appears JSON-escaped in reports."""
+    assert redact.free_text_values({"MY_PASSWORD": 'sé"cret-1'}) == {
+        'sé"cret-1',
+        'sé\\"cret-1',
+        's\\u00e9\\"cret-1',
+    }
+
+
+def test_auth_data_with_a_broken_escape_is_searched_as_written() -> None:
+    auth = '{"r":{"auth":"abc\\qdefghij","password":"p\\u0041ssw0rd-1"}}'
+    assert redact.free_text_values({"ECS_ENGINE_AUTH_DATA": auth}) >= {"abc\\qdefghij", "pAssw0rd-1"}
+
+
+def test_filter_redacts_a_record_whose_format_string_is_broken() -> None:
+    redact.register_secrets({"MY_TOKEN": "tok-123456"})
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "%d tok-123456", ("not a number",), None)
+    assert redact.RedactFilter().filter(record) is True
+    assert record.getMessage() == f"%d {REDACTED}"
+    assert not record.args
+
+
+# ---------------------------------------------------------------- by key in free text (collect)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        # JSON values: nested, with brackets and escapes inside strings
+        ('X_TOKEN={"a": {"b": "}\\"]"}, "c": [1, {"d": 2}]} after', "X_TOKEN=<redacted> after"),
+        ('X_TOKEN={"k": "a\\\\"} tail', "X_TOKEN=<redacted> tail"),
+        ('X_TOKEN=["s1", "s2"], next=1', "X_TOKEN=<redacted>, next=1"),
+        ('X_TOKEN={"k": 1', "X_TOKEN=<redacted>"),  # unbalanced at the end of the text
+        ('first\nX_TOKEN="abc\nline 2', 'first\nX_TOKEN="<redacted>"\nline 2'),  # unterminated quote: the line
+        ('X_TOKEN="a\\"b" c', 'X_TOKEN="<redacted>" c'),
+        ('X_TOKEN="', 'X_TOKEN="<redacted>"'),
+        # nothing to replace
+        ("X_TOKEN=", "X_TOKEN="),
+        ("X_TOKEN= x", "X_TOKEN= x"),
+        ("the MY_TOKEN", "the MY_TOKEN"),
+        # every pair, also a key inside a value already replaced
+        ("A_TOKEN=1 B_TOKEN=2 C_TOKEN=3", "A_TOKEN=<redacted> B_TOKEN=<redacted> C_TOKEN=<redacted>"),
+        ("A_TOKEN=my_password_x B_SECRET=s2", "A_TOKEN=<redacted> B_SECRET=<redacted>"),
+        ("A_TOKENS=abc", "A_TOKENS=<redacted>"),
+        ("token refreshed, A_TOKEN=1", "token refreshed, A_TOKEN=<redacted>"),
+        ("A_TOKEN=Xyz next", "A_TOKEN=<redacted> next"),
+        ("X_TOKEN=[X] tail", "X_TOKEN=<redacted> tail"),
+        # a character whose lower case is longer does not shift what is replaced
+        ("\u0130 MY_TOKEN=abc \u0130", "\u0130 MY_TOKEN=<redacted> \u0130"),
+    ],
+)
+def test_keyed_values_exactly(text: str, shown: str) -> None:
+    assert redact.redact_keyed_values(text) == shown
+
+
+def test_a_json_value_too_long_to_follow_goes_to_the_end_of_its_line() -> None:
+    long_value = 'X_TOKEN={"k": "' + "a" * (redact.MAX_KEYED_JSON + 10) + '"}'
+    assert (
+        redact.redact_keyed_values(f"before\n{long_value} tail\nnext\nlast") == "before\nX_TOKEN=<redacted>\nnext\nlast"
+    )
+    assert redact.redact_keyed_values(f"before\n{long_value} tail") == "before\nX_TOKEN=<redacted>"
+
+
+@pytest.mark.parametrize(
+    ("value", "forms"),
+    [
+        ("it's-secret1", {"it's-secret1", "it\\'s-secret1"}),  # %r of a longer string escapes the '
+        ("a'b\"c-secret", {"a'b\"c-secret", "a'b\\\"c-secret", "a\\'b\"c-secret"}),
+        ("tab\tsecret1", {"tab\tsecret1", "tab\\tsecret1"}),
+    ],
+)
+def test_secret_forms_in_reprs_are_searched_too(value: str, forms: set[str]) -> None:
+    assert redact.free_text_values({"MY_PASSWORD": value}) == forms

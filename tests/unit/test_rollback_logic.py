@@ -109,6 +109,8 @@ def test_watch_counts_failures_within_the_window_only() -> None:
     "failures, now, proven",
     [
         ([], 50, False),  # too early to tell
+        ([], 100, False),  # exactly one window: not yet a whole one
+        ([], 100.5, True),
         ([], 101, True),  # a whole window without a failure
         ([90], 150, False),  # last failure 60 s ago
         ([90], 191, True),  # last failure left the window

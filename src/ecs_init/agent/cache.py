@@ -44,7 +44,8 @@ class Action(enum.Enum):
     NOTHING = "nothing"
 
 
-_LEADING_NUMBER = re.compile(r"[ \t]*([0-9]+)")
+# Blanks, leading zeros, then at most three digits that no further digit follows.
+_STATE_NUMBER = re.compile(r"[ 	]*0*([0-9]{1,3})(?![0-9])")
 
 
 def parse_state(text: str) -> int:
@@ -55,13 +56,9 @@ def parse_state(text: str) -> int:
     uncached. Any other value is returned as it is, known or not: pre-start
     refuses an unknown one (``decide``).
     """
-    match = _LEADING_NUMBER.match(text)
-    if match is None:
-        return STATE_UNCACHED
-    digits = match.group(1).lstrip("0") or "0"
-    if len(digits) > 3 or int(digits) > 255:
-        return STATE_UNCACHED
-    return int(digits)
+    match = _STATE_NUMBER.match(text)
+    value = int(match.group(1)) if match else STATE_UNCACHED
+    return value if value <= 255 else STATE_UNCACHED
 
 
 def state_name(state: int) -> str:
@@ -79,7 +76,7 @@ def read_state(paths: Paths) -> int:
         return STATE_UNCACHED
     if not raw or len(raw) > MAX_STATE_BYTES:
         return STATE_UNCACHED
-    return parse_state(raw.decode("ascii", errors="replace"))
+    return parse_state(raw.decode("latin-1"))  # one character per byte: only ASCII digits count
 
 
 class UnknownCacheState(InitError):

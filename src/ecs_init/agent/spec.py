@@ -102,11 +102,16 @@ class ContainerSpec:
         }
 
 
+def unix_socket_path(url: Optional[str]) -> Optional[str]:
+    """The path of a ``unix://`` URL (possibly empty); None for anything else."""
+    if url is not None and url.startswith(UNIX):
+        return url[len(UNIX) :]
+    return None
+
+
 def credentials_fetcher_socket(cfg: Config) -> str:
-    host = cfg.raw(S.CREDENTIALS_FETCHER_HOST)
-    if host.startswith(UNIX) and len(host) > len(UNIX):
-        return host[len(UNIX) :]
-    return DEFAULT_CREDENTIALS_FETCHER_SOCKET
+    """The socket of ``CREDENTIALS_FETCHER_HOST=unix://<path>`` (process env), else the default."""
+    return unix_socket_path(cfg.raw(S.CREDENTIALS_FETCHER_HOST)) or DEFAULT_CREDENTIALS_FETCHER_SOCKET
 
 
 def gmsa_domain_joined(cfg: Config, realm_output: str) -> bool:
@@ -189,13 +194,13 @@ def parse_labels(raw: str) -> tuple[dict[str, str], Optional[str]]:
 
 
 def docker_socket_bind(cfg: Config) -> str:
-    process_host = cfg.raw(S.DOCKER_HOST)
-    if process_host.startswith(UNIX):
-        source = process_host[len(UNIX) :]
-        file_host = cfg.merged.get(S.DOCKER_HOST.name, "")
-        target = file_host[len(UNIX) :] if file_host.startswith(UNIX) else DOCKER_SOCKET_TARGET
-        return f"{source}:{target or DOCKER_SOCKET_TARGET}"
-    return "/var/run:/var/run"
+    """The process env's ``unix://`` DOCKER_HOST mounted where the files' one points (default
+    /var/run/docker.sock); without one, the whole /var/run."""
+    source = unix_socket_path(cfg.raw(S.DOCKER_HOST))
+    if source is None:
+        return "/var/run:/var/run"
+    target = unix_socket_path(cfg.merged.get(S.DOCKER_HOST.name)) or DOCKER_SOCKET_TARGET
+    return f"{source}:{target}"
 
 
 def build_binds(cfg: Config, facts: HostFacts, env: dict[str, str]) -> list[str]:
@@ -282,7 +287,7 @@ def build_log_config(cfg: Config, warnings: list[SpecWarning]) -> dict[str, Any]
 def build_spec(cfg: Config, facts: HostFacts, gpu_devices_appeared: Optional[bool] = None) -> ContainerSpec:
     warnings: list[SpecWarning] = []
     env = build_env(cfg, facts, gpu_devices_appeared)
-    labels, label_error = parse_labels(env.get(S.AGENT_LABELS.name, ""))
+    labels, label_error = parse_labels(env[S.AGENT_LABELS.name])  # always set: default_env has it
     if label_error:
         warnings.append(SpecWarning(S.AGENT_LABELS.name, label_error))
     external = cfg.flag(S.EXTERNAL)

@@ -56,9 +56,13 @@ class Supervisor(Upgrades):
         self,
         ctx: HostContext,
         clock: Callable[[], float] = time.monotonic,
+        pause: Optional[Callable[[float], bool]] = None,
         on_setup_done: Optional[Callable[[], None]] = None,
     ):
-        """``on_setup_done`` is called once, when the first start of the agent has been attempted
+        """``clock`` times the agent's uptime and the rollback window; ``pause(delay)``
+        waits between restarts and says whether supervision was told to stop
+        meanwhile (default: wait on ``stopping``). Tests pass fakes of both.
+        ``on_setup_done`` is called once, when the first start of the agent has been attempted
         (it runs, or it failed and the supervisor backs off or waits for Docker): ``start``
         releases the action lock there."""
         self.ctx = ctx
@@ -66,6 +70,7 @@ class Supervisor(Upgrades):
         cfg = ctx.cfg
         self.clock = clock
         self.stopping = threading.Event()
+        self.pause = pause or self.stopping.wait
         self.backoff = Backoff(BACKOFF_START, BACKOFF_CAP, BACKOFF_JITTER)
         self.backoff_reset = cfg.seconds(settings.BACKOFF_RESET_SECONDS)
         self.rollback_failures = cfg.count(settings.ROLLBACK_FAILURES)
@@ -183,7 +188,7 @@ class Supervisor(Upgrades):
                 log.info("restarting the agent in %.2fs", delay)
                 self.report(SupervisorState.BACKOFF, delay=delay, exit_code=code)
                 self.heartbeat.beat(delay)
-                if self.stopping.wait(delay):
+                if self.pause(delay):
                     break
         finally:
             if self.stopping.is_set():

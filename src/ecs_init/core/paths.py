@@ -25,7 +25,7 @@ class Paths:
 
     def host(self, path: str) -> str:
         """Map a real absolute path to its location under the prefix."""
-        return self.prefix + path if self.prefix else path
+        return self.prefix + path
 
     # /etc/ecs
     @property

@@ -93,8 +93,7 @@ def platform_family(os_release: Mapping[str, str]) -> str:
 
 def detailed_os_family(os_release: Mapping[str, str]) -> str:
     """``ECS_DETAILED_OS_FAMILY``: ``<ID>_<VERSION_ID>`` as written, or ``linux`` when either is missing."""
-    os_id = os_release.get("ID", "")
-    version = os_release.get("VERSION_ID", "")
+    os_id, version = os_release.get("ID"), os_release.get("VERSION_ID")
     return f"{os_id}_{version}" if os_id and version else "linux"
 
 

@@ -175,7 +175,7 @@ class RedactFilter(logging.Filter):
         except Exception:  # a broken format string must not crash logging
             message = str(record.msg)
         record.msg = redact_text(message)
-        record.args = None
+        record.args = ()
         return True
 
 
@@ -200,18 +200,17 @@ def _nested_secrets(doc: Any) -> list[str]:
         return []
 
 
-def _walk_secrets(doc: Any) -> list[str]:
-    found: list[str] = []
+def _walk_secrets(doc: Any, under_secret_key: bool = False) -> list[str]:
+    """Every string under a secret-named key (in lists and objects below it too)."""
+    if isinstance(doc, str):
+        return [doc] if under_secret_key else []
     if isinstance(doc, dict):
-        for key, value in doc.items():
-            if isinstance(value, str) and is_secret_key(str(key)):
-                found.append(value)
-            else:
-                found.extend(_walk_secrets(value))
-    elif isinstance(doc, list):
-        for item in doc:
-            found.extend(_walk_secrets(item))
-    return found
+        return [
+            s for key, value in doc.items() for s in _walk_secrets(value, under_secret_key or is_secret_key(str(key)))
+        ]
+    if isinstance(doc, list):
+        return [s for item in doc for s in _walk_secrets(item, under_secret_key)]
+    return []
 
 
 def redact_json(doc: Any) -> Any:
@@ -294,6 +293,12 @@ def _secret_words(text: str) -> list[tuple[int, int]]:
     return sorted(found)
 
 
+def _line_end(text: str, start: int) -> int:
+    """The end of the line ``start`` is on (before its newline)."""
+    end = text.find("\n", start)
+    return len(text) if end < 0 else end
+
+
 def _value_end(text: str, start: int) -> int:
     """Where the value starting at ``start`` ends: a quoted string, a JSON object or list (to its
     closing bracket, at most to the end of the line), or a bare word."""
@@ -301,7 +306,7 @@ def _value_end(text: str, start: int) -> int:
         return start
     if text[start] == '"':
         quoted = _QUOTED.match(text, start)
-        return quoted.end() if quoted else start
+        return quoted.end() if quoted else _line_end(text, start)  # unterminated: the rest of the line goes
     if text[start] in "{[":
         depth, position, in_string = 0, start, False
         limit = min(len(text), start + MAX_KEYED_JSON)
@@ -323,8 +328,7 @@ def _value_end(text: str, start: int) -> int:
                 if depth == 0:
                     return position + 1
             position += 1
-        line_end = text.find("\n", limit)  # very long: to the end of the line
-        return len(text) if line_end < 0 else line_end
+        return _line_end(text, limit)  # very long: to the end of the line
     bare = _BARE.match(text, start)
     return bare.end() if bare else start
 
@@ -334,7 +338,8 @@ def redact_keyed_values(text: str) -> str:
     secret replaced (by key, as in structured output); the rest of the text is unchanged.
 
     For text whose structure is unknown (logs, command output). A quoted value goes to its closing
-    quote, a JSON object or list to its closing bracket (at most to the end of its line), a bare
+    quote (an unterminated one to the end of its line), a JSON object or list to its closing
+    bracket (at most to the end of its line), a bare
     value to the next space, quote, comma, semicolon, ampersand or closing bracket.
     """
     out: list[str] = []

@@ -164,7 +164,7 @@ def teardown_rules(facts: NetFacts) -> list[Rule]:
     Rules that name an interface can only be listed for the names known now;
     ``stale_introspection_rule`` finds the ones created for other names.
     """
-    return plan_setup(RuleSettings(skip_localhost_filter=False, allow_offhost_introspection=False), facts)
+    return plan_setup(RuleSettings(), facts)  # the default settings plan every rule
 
 
 def plan_inserts(plan: Sequence[Rule], present: Sequence[bool]) -> tuple[list[Rule], list[Rule]]:
@@ -181,27 +181,18 @@ def plan_inserts(plan: Sequence[Rule], present: Sequence[bool]) -> tuple[list[Ru
     there = [i for i, p in enumerate(present) if p]
     if not missing:
         return [], []
-    if not there or max(there) < min(missing):
+    if all(present[: len(there)]):  # the rules present are the first ones of the plan
         return [], [plan[i] for i in missing]
     return [plan[i] for i in there], list(plan)
 
 
 def _introspection_shape(tokens: list[str]) -> str | None:
     """Return the target (ACCEPT/DROP) if ``tokens`` is one of our 51678 rules."""
-    rest = list(tokens)
-    negated = False
-    iface: str | None = None
-    for i in range(len(rest) - 1):
-        if rest[i] in ("-i", "--in-interface"):
-            iface = rest[i + 1]
-            if i > 0 and rest[i - 1] == "!":
-                negated = True
-                del rest[i - 1 : i + 2]
-            else:
-                del rest[i : i + 2]
-            break
-    if not iface:
+    where = next((i for i, token in enumerate(tokens[:-1]) if token in ("-i", "--in-interface")), None)
+    if where is None or not tokens[where + 1]:
         return None
+    negated = where > 0 and tokens[where - 1] == "!"
+    rest = tokens[: where - 1 if negated else where] + tokens[where + 2 :]
     for expected_target, want_negated in (("DROP", True), ("ACCEPT", False)):
         shapes = (
             ["-p", "tcp", "-m", "tcp", "--dport", str(INTROSPECTION_PORT), "-j", expected_target],
@@ -224,7 +215,7 @@ def stale_introspection_rule(line: str) -> list[str] | None:
         tokens = shlex.split(line)
     except ValueError:
         return None
-    if len(tokens) < 3 or tokens[0] != "-A" or tokens[1] != "INPUT":
+    if tokens[:2] != ["-A", "INPUT"]:
         return None
     spec = tokens[2:]
     if _introspection_shape(spec) is None:
@@ -238,7 +229,7 @@ def parse_loopback(ip_link_output: str) -> str | None:
         parts = line.split(":", 2)
         if len(parts) < 3:
             continue
-        name = parts[1].strip().split("@", 1)[0]
+        name = parts[1].strip().partition("@")[0]
         flags_start = parts[2].find("<")
         flags_end = parts[2].find(">")
         if not name or flags_start < 0 or flags_end < flags_start:

@@ -216,6 +216,7 @@ def _go_volume(name: Any, entry: Any, volumes_dir: str, problems: list[str]) -> 
     volume_type = _string(entry.get("type"), "type")
     driver_for(volume_type)
     options = _options(entry.get("options"))
+    path = _path(entry.get("path"), checked, volumes_dir)
     try:
         mount_argv(volume_type, options, "/")
     except VolumeError as err:
@@ -240,7 +241,7 @@ def _go_volume(name: Any, entry: Any, volumes_dir: str, problems: list[str]) -> 
     return Volume(
         name=checked,
         type=volume_type,
-        path=_path(entry.get("path"), checked, volumes_dir),
+        path=path,
         options=options,
         created_at=created or "",
         mounts=mounts,

@@ -156,7 +156,7 @@ def open_append(path: str, mode: int = 0o644) -> int:
         _precheck(path, follow_symlinks=False)
     except FileNotFoundError:
         pass  # created below (O_EXCL is not used: another writer may create it first)
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
     try:
         fd = os.open(path, flags, mode)
     except OSError as err:

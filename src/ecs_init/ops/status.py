@@ -337,8 +337,10 @@ def format_human(report: dict[str, Any]) -> str:
             lines.append(f"  watching an upgrade: {s['upgrade']['previous_image']} -> {s['upgrade']['new_image']}")
         if s["error"]:
             lines.append(f"  BROKEN:        {s['error']}")
+    elif s["error"]:
+        lines.append(f"  BROKEN:        {s['error']}")
     else:
-        lines.append(f"  no state file {s['file']}" + (f" ({s['error']})" if s["error"] else ""))
+        lines.append(f"  no state file {s['file']}")
     lines += ["", "Introspection endpoint"]
     if i["answering"]:
         lines.append(f"  version:       {i['version']}")

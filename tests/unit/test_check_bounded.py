@@ -4,6 +4,7 @@ says what lies at each path this program reads or writes."""
 from __future__ import annotations
 
 import io
+import dataclasses
 import json
 import os
 import stat
@@ -185,6 +186,10 @@ def test_every_watched_path_passes_when_absent_or_regular(tmp_path: Any) -> None
         ("files.cache-tarball", "fifo", "FAIL", "is a FIFO, not a regular file"),
         ("files.ecs-config", "symlink", "PASS", "to a regular file (followed)"),
         ("files.ecs-config", "dangling", "WARN", "leads nowhere"),
+        ("files.instance-config", "fifo", "FAIL", "is a FIFO, not a regular file: it is ignored"),
+        ("files.supervisor-lock", "symlink", "FAIL", "never followed: start refuses to run"),
+        ("files.os-release", "fifo", "FAIL", "is a FIFO, not a regular file: the platform is taken as generic"),
+        ("files.os-release", "symlink", "PASS", "to a regular file (followed)"),
     ],
 )
 def test_special_files_and_symlinks_are_named_with_a_hint(
@@ -192,6 +197,8 @@ def test_special_files_and_symlinks_are_named_with_a_hint(
 ) -> None:
     paths = Paths(prefix=str(tmp_path / "root"))
     (watch,) = [w for w in check_files.watched(paths) if f"files.{w.name}" == name]
+    if name == "files.os-release":  # the host's own one unless the prefix holds one
+        watch = dataclasses.replace(watch, path=os.path.join(str(tmp_path / "root"), "etc/os-release"))
     os.makedirs(os.path.dirname(watch.path), exist_ok=True)
     outside = tmp_path / "outside"
     outside.write_text("x")

@@ -3,8 +3,8 @@ says what lies at each path this program reads or writes."""
 
 from __future__ import annotations
 
-import io
 import dataclasses
+import io
 import json
 import os
 import stat

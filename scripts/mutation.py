@@ -78,7 +78,8 @@ GROUPS: tuple[Group, ...] = (
         "cache decision",
         {
             "src/ecs_init/agent/cache.py": (
-                "parse_state", "state_name", "read_state", "decide", "unknown_state_message", "write_state",
+                "parse_number", "parse_state", "state_name", "read_state",
+                "decide", "unknown_state_message", "write_state",
             ),
         },
         ("test_cache_logic.py", "test_property_cache.py"),

@@ -51,9 +51,25 @@ def step_function(target: str) -> Step:
     return func
 
 
+def check_config(ctx: HostContext, action: str) -> None:
+    """pre-start and start: refuse an ecs.config that is not KEY=VALUE text (one error line, exit 255),
+    else log each class of configuration problems once (``agent.config_problems``, as ``check`` and
+    ``render`` report them)."""
+    refusals = ctx.cfg.refusals()
+    if refusals:
+        raise InitError(
+            f"{action}: refusing to run: {'; '.join(refusals)}; the agent would start without the settings it "
+            "should hold (its cluster): fix or remove the file (`amazon-ecs-init check` shows the problems)"
+        )
+    from ecs_init.agent import config_problems
+
+    config_problems.find(ctx.cfg).log_summary(log, ctx.cfg)
+
+
 def pre_start(ctx: HostContext, args: Sequence[str] = ()) -> int:
     from ecs_init.core import lock
 
+    check_config(ctx, "pre-start")
     with lock.action_lock(ctx.cfg, "pre-start"):
         return run_pre_start(ctx)
 
@@ -107,6 +123,7 @@ def start(ctx: HostContext, args: Sequence[str] = ()) -> int:
     from ecs_init.agent.supervisor import Supervisor
     from ecs_init.core import lock
 
+    check_config(ctx, "start")
     with lock.supervisor_lock(ctx.cfg):
         setup = lock.action_lock(ctx.cfg, "start").acquire()
         supervisor = Supervisor(ctx, on_setup_done=setup.release)

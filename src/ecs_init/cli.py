@@ -1,11 +1,21 @@
-"""Command line: ``amazon-ecs-init ACTION`` (SPEC §1)."""
+"""Command line: ``amazon-ecs-init ACTION [OPTIONS]`` (SPEC §1).
+
+Before anything runs, the arguments are checked: ``-h``/``--help`` anywhere
+after an action prints that action's help and exits 0, touching nothing; an
+option the action does not take is a usage error (plain text on stderr, then
+the action's usage; exit 1). Only then is the configuration read, logging set
+up and the action run.
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 from ecs_init import AGENT_VERSION, __version__
+
+if TYPE_CHECKING:
+    import argparse
 
 # Imports beyond these happen per action, inside main(): `version` loads no
 # logging, HTTP or Docker code (tests/unit/test_import_budget.py).
@@ -22,13 +32,16 @@ ACTIONS: dict[str, tuple[str, str]] = {
         "load the cached agent tarball into Docker (download it first if missing)",
         "ecs_init.actions:reload_cache",
     ),
-    "version": ("print the version of this program and of the bundled agent", ""),
+    "version": ("print the version of this program and of the bundled agent (also: --version)", ""),
     "status": ("show the agent, its supervisor, the image cache and host rules (--json)", "ecs_init.ops.status:main"),
     "check": (
         "check Docker, ecs.config, the cached tarball and the host; --network: connectivity (--json)",
         "ecs_init.ops.check:main",
     ),
-    "render": ("print the agent container config that start would create (--json)", "ecs_init.ops.render:main"),
+    "render": (
+        "print the agent container config that start would create (--json, --show-secrets, --api-version)",
+        "ecs_init.ops.render:main",
+    ),
     "collect": (
         "write a support bundle: logs, config, state, host facts, secrets redacted (--output, --since, --json)",
         "ecs_init.ops.collect:main",
@@ -39,19 +52,98 @@ ACTIONS: dict[str, tuple[str, str]] = {
 READ_ONLY_ACTIONS: set[str] = {"version", "status", "check", "render", "collect"}
 # Operator reports: the report goes to stdout; the console log shows warnings and errors only.
 REPORT_ACTIONS: set[str] = {"status", "check", "render", "collect"}
+HELP_FLAGS = ("-h", "--help")
+
+# The help of the actions that take no option (the reports' comes from their parsers).
+DETAILS: dict[str, str] = {
+    "pre-start": (
+        "Steps, in order, each logged: GPU setup, AppArmor, loopback routing and IPv6 router advertisements, "
+        "the IPv6-only route, netfilter rules, the EBS mount directory, then the agent image (download and/or "
+        "load as /var/cache/ecs/state says). Logs each class of ecs.config problems once (see `check`); refuses "
+        "to run (255) when an ecs.config file is not KEY=VALUE text."
+    ),
+    "start": (
+        "Runs the ecs-agent container and restarts it by its exit code: 0 ends supervision (exit 0), 5 is "
+        "terminal (exit 5), 42 loads the desired image and restarts at once, anything else restarts after a "
+        "backoff. SIGTERM/SIGINT stops the agent (10 s grace) and exits 0. Logs each class of ecs.config "
+        "problems once; refuses to run (255) when an ecs.config file is not KEY=VALUE text."
+    ),
+    "stop": "Stops the ecs-agent container (10 s grace); gives up within 20 s when Docker does not answer (255).",
+    "pre-stop": "The same as stop, for upstart jobs.",
+    "post-stop": (
+        "Removes the netfilter rules, the IPv6-only route and restores route_localnet. Every step is attempted, "
+        "each failure logged; the exit is 0."
+    ),
+    "reload-cache": (
+        "Loads /var/cache/ecs/ecs-agent.tar into Docker (downloading it first when the cache is uncached), "
+        "writes cache state 1 and records a reload-cache event (shown by `status`). The manual rollback after "
+        "a failed self-update: stop ecs; amazon-ecs-init reload-cache; start ecs."
+    ),
+    "version": "Line 1 exactly as the Go ecs-init prints it (scripts parse it); line 2 the agent version.",
+}
+
+
+def _exit_codes() -> list[str]:
+    from ecs_init.core.exitcodes import exit_code_lines
+
+    return [f"  {line}" for line in exit_code_lines()]
 
 
 def usage() -> str:
     width = max(len(name) for name in ACTIONS)
-    lines = ["Usage: amazon-ecs-init ACTION [OPTIONS]", "", "Actions:"]
+    lines = ["Usage: amazon-ecs-init ACTION [OPTIONS]", "       amazon-ecs-init ACTION --help", "", "Actions:"]
     for name, (description, _) in ACTIONS.items():
         lines.append(f"  {name.ljust(width)}  {description}")
+    lines += ["", "Exit codes:", *_exit_codes()]
     lines += [
         "",
-        "Exit codes: 0 success, 1 usage, 5 the agent asked not to be restarted, 255 failure.",
-        "Log: /var/log/ecs/ecs-init.log. Manual: amazon-ecs-init(1).",
+        "Log: /var/log/ecs/ecs-init.log. JSON schemas of the --json documents: /usr/share/amazon-ecs-init/schemas/.",
+        "Manual: amazon-ecs-init(1).",
     ]
     return "\n".join(lines)
+
+
+def _report_parser(action: str) -> argparse.ArgumentParser:
+    """The argparse parser of a report action (its module's ``build_parser``)."""
+    import importlib
+
+    module = importlib.import_module(ACTIONS[action][1].partition(":")[0])
+    parser: argparse.ArgumentParser = module.build_parser()
+    return parser
+
+
+def action_usage(action: str) -> str:
+    if action in REPORT_ACTIONS:
+        return _report_parser(action).format_usage().rstrip()
+    return f"usage: amazon-ecs-init {action} [-h]"
+
+
+def action_help(action: str) -> str:
+    if action in REPORT_ACTIONS:
+        return _report_parser(action).format_help().rstrip()
+    import textwrap
+
+    description = ACTIONS[action][0]
+    lines = [action_usage(action), "", description[0].upper() + description[1:] + ".", ""]
+    lines += textwrap.wrap(DETAILS[action], 79)
+    lines += ["", "options:", "  -h, --help  show this help and exit (nothing else is done)", ""]
+    lines += ["Exit codes:", *_exit_codes()]
+    return "\n".join(lines)
+
+
+def option_problem(action: str, args: Sequence[str]) -> Optional[str]:
+    """Why ``args`` are not options ``action`` takes (None when they are): checked before anything runs."""
+    if action in REPORT_ACTIONS:
+        from ecs_init.core.errors import UsageError
+
+        try:
+            _report_parser(action).parse_args(list(args))
+        except UsageError as err:
+            return str(err)
+        return None
+    if args:
+        return f"amazon-ecs-init {action}: unrecognized arguments: {' '.join(args)}"
+    return None
 
 
 def version_text() -> str:
@@ -70,6 +162,15 @@ def _resolve(target: str) -> Callable[..., int]:
     return func
 
 
+def _usage_error(message: str, action: Optional[str] = None) -> int:
+    """A usage error is for a person: plain text on stderr, then the usage (never a log line)."""
+    if action is None:
+        print(f"{message}\n\n{usage()}", file=sys.stderr)
+    else:
+        print(f"{message}\n{action_usage(action)}\nTry 'amazon-ecs-init {action} --help'.", file=sys.stderr)
+    return 1
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
@@ -79,8 +180,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if action == "--version":
         action = "version"
     if action not in ACTIONS:
-        print(f"amazon-ecs-init: unknown action {action!r}\n\n{usage()}", file=sys.stderr)
-        return 1
+        return _usage_error(f"amazon-ecs-init: unknown action {action!r}")
+    if any(arg in HELP_FLAGS for arg in rest):
+        print(action_help(action))
+        return 0
+    problem = option_problem(action, rest)
+    if problem is not None:
+        return _usage_error(problem, action)
     if action == "version":
         print(version_text())
         return 0
@@ -90,7 +196,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from ecs_init.core import logsetup, redact, settings
     from ecs_init.core.config import Config
-    from ecs_init.core.errors import InitError, first_line
+    from ecs_init.core.errors import InitError, UsageError, first_line
     from ecs_init.core.exitcodes import Exit
     from ecs_init.host.context import HostContext
 
@@ -105,9 +211,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logsetup.setup(None if action in READ_ONLY_ACTIONS else cfg.paths.init_log, level)
     ctx = HostContext(cfg=cfg)
     log.info("%s (amazon-ecs-init %s)", action, __version__)
+    if action not in ("pre-start", "start"):  # those two log every class of config problems themselves
+        for line in cfg.file_errors():
+            log.error("%s", line)
     try:
         func = _resolve(ACTIONS[action][1])
         return int(func(ctx, rest))
+    except UsageError as err:  # an option's value found wrong late: still for a person
+        return _usage_error(str(err), action)
     except InitError as err:
         log.error("%s", err)
         return err.exit_code

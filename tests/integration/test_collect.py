@@ -228,7 +228,8 @@ def test_hung_docker_does_not_hang_collect(prefix: str, tmp_path: Any) -> None:
 
 def test_output_since_and_usage(prefix: str, tmp_path: Any) -> None:
     bogus = run_cli(prefix, "collect", "--since", "yesterday", DOCKER_HOST=NO_DOCKER)
-    assert bogus.returncode == 1 and "--since 'yesterday' is not a duration" in bogus.stderr
+    assert bogus.returncode == 1 and "argument --since: 'yesterday' is not a duration" in bogus.stderr
+    assert bogus.stderr.startswith("amazon-ecs-init collect: ") and "level=" not in bogus.stderr
     missing = run_cli(prefix, "collect", "--output", str(tmp_path / "no/such/dir/b.tar.gz"), DOCKER_HOST=NO_DOCKER)
     assert missing.returncode == 0  # the parent is created
     into_dir = run_cli(prefix, "collect", "--output", str(tmp_path), "--since", "90m", DOCKER_HOST=NO_DOCKER)

@@ -14,6 +14,7 @@ import time
 import pytest
 from helpers import (
     Supervised,
+    docker,
     image_id,
     init_log,
     inspect,
@@ -59,7 +60,10 @@ def test_pre_start_loads_when_reload_needed(prefix: str, standin_dir: str, docke
     assert image_id() == tarball_image_id(v1)
     assert _state(prefix) == "1"
     log = init_log(prefix)
-    assert "cache state 2" in log and "loaded amazon/amazon-ecs-agent:latest" in log
+    state_file = os.path.join(prefix, "var/cache/ecs/state")
+    assert f"agent image: state file {state_file} holds 2 (reload); tarball" in log
+    assert "load (the state file asks for the tarball to be loaded)" in log
+    assert "loaded amazon/amazon-ecs-agent:latest" in log
     # every pre-start step is logged, in the SPEC's order
     steps = [
         "pre-start: GPU setup",
@@ -90,7 +94,9 @@ def test_pre_start_skips_load_when_cached_and_present(
     result = run_cli(prefix, "pre-start", netns=netns)
     assert result.returncode == 0, result.stderr
     assert image_id() == v2_id
-    assert "image present=True: nothing" in init_log(prefix)
+    assert "image amazon/amazon-ecs-agent:latest present: nothing (cached, and the image is in Docker)" in init_log(
+        prefix
+    )
     # the image is gone: state 1 loads it again
     remove_agent_image()
     result = run_cli(prefix, "pre-start", netns=netns)
@@ -367,13 +373,56 @@ def test_unknown_action(prefix: str) -> None:
     assert "unknown action" in result.stderr and "Usage:" in result.stderr
 
 
-def test_garbage_config_does_not_break_start(prefix: str, standin_dir: str, docker_lock: None) -> None:
+def test_garbage_config_refuses_start_with_one_line(prefix: str, standin_dir: str, docker_lock: None) -> None:
+    """Issue 20 item 1: binary garbage in ecs.config refuses start (one error line, 255) instead of starting an
+    agent without its cluster; a KEY=VALUE file with a stray byte and a bad line starts, with a warning."""
     install_tarball(prefix, os.path.join(standin_dir, "ecs-agent-v1.tar"), state="2")
     assert run_cli(prefix, "reload-cache").returncode == 0
+    before = inspect("ecs-agent")
     path = os.path.join(prefix, "etc/ecs/ecs.config")
     with open(path, "wb") as fh:
         fh.write(b"\xff\xfe\x00garbage\nECS_CLUSTER=garbled\n\x00\x01=\x02\nnoequals\n")
+    result = run_cli(prefix, "start", timeout=60)
+    assert result.returncode == 255, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("level=error")]
+    assert len(errors) == 1 and "start: refusing to run: config file" in errors[0] and "NUL bytes" in errors[0]
+    after = inspect("ecs-agent")
+    assert (after or {}).get("Id") == (before or {}).get("Id")  # no agent container was created
+    with open(path, "wb") as fh:
+        fh.write(b'ECS_CLUSTER=garbled\nECS_INSTANCE_ATTRIBUTES={"site":"Z\xfcrich"}\nnoequals\nECS_LOGLEVEL=info\n')
     with Supervised(prefix) as sup:
         meta = wait_metadata()
         assert meta and meta["Cluster"] == "garbled", sup.text()
         assert sup.terminate() == 0
+    assert f"ecs.config: 1 line(s) without KEY=VALUE, ignored (not passed to the agent): {path} line(s) 3" in sup.text()
+
+
+def test_container_removed_behind_the_supervisors_back(prefix: str, standin_dir: str, docker_lock: None) -> None:
+    """Issue 20 item 8: `docker rm -f ecs-agent` is told as the container removed, not as exit 137."""
+    sup = _running(prefix, standin_dir)
+    first = inspect("ecs-agent")
+    assert first is not None
+    docker("rm", "-f", "ecs-agent")
+    restarted = _wait_container(lambda s: s["Id"] != first["Id"] and s["State"]["Running"])
+    assert restarted, sup.text()
+    assert wait_metadata()
+    assert sup.terminate() == 0
+    log = init_log(prefix)
+    gone = f"the agent container ecs-agent ({first['Id'][:12]})"
+    assert f"{gone} was removed while it ran" in log or f"{gone} disappeared while it ran" in log, log[-3000:]
+    assert "the agent container disappeared after" in log and "exited with code 137" not in log
+
+
+def test_stop_lines_name_the_supervisor_and_the_container(prefix: str, standin_dir: str, docker_lock: None) -> None:
+    """Issue 20 item 8: quick restarts interleave processes; each line says whose it is."""
+    sup = _running(prefix, standin_dir)
+    running = inspect("ecs-agent")
+    assert running is not None
+    sup.proc.send_signal(signal.SIGTERM)
+    assert sup.wait(20) == 0
+    short = running["Id"][:12]
+    log = init_log(prefix)
+    said = f"start (pid {sup.proc.pid}) received SIGTERM: stopping the agent container ecs-agent ({short})"
+    assert said in log and f"agent container ecs-agent ({short}) stopped" in log
+    mine = [line for line in log.splitlines() if f" pid={sup.proc.pid}" in line]
+    assert any(said in line for line in mine) and any("started" in line for line in mine)

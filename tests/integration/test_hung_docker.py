@@ -61,8 +61,17 @@ def test_check_fails_the_docker_check_within_10s(prefix: str, hung: StubEngine) 
     assert "Traceback" not in err
 
 
-def test_render_never_asks_docker(prefix: str, hung: StubEngine) -> None:
+def test_render_asks_docker_once_and_assumes_the_api_version(prefix: str, hung: StubEngine) -> None:
+    """render asks the engine its API version (1 s bound); a hung daemon costs that second, no more."""
     took, code, out, err = timed(prefix, "render", "--json", DOCKER_HOST=hung.host)
+    assert took < 10 and code == 0, err
+    doc = json.loads(out)
+    assert doc["name"] == "ecs-agent" and doc["api_version_source"] == "assumed"
+    assert [r.path for r in hung.requests] == ["/version"]
+
+
+def test_render_with_an_api_version_never_asks_docker(prefix: str, hung: StubEngine) -> None:
+    took, code, out, err = timed(prefix, "render", "--json", "--api-version", "1.41", DOCKER_HOST=hung.host)
     assert took < 10 and code == 0, err
     assert json.loads(out)["name"] == "ecs-agent"
     assert hung.requests == []

@@ -139,6 +139,7 @@ def test_docker_down(prefix: str) -> None:
     rd = run_cli(prefix, "render", "--json", DOCKER_HOST=NO_DOCKER)
     assert rd.returncode == 0, rd.stderr
     assert _json(rd, "render")["body"]["Image"] == "amazon/amazon-ecs-agent:latest"
+    assert _json(rd, "render")["api_version_source"] == "assumed"  # said so only when the engine is silent
     # Read-only actions never write ecs-init.log.
     assert init_log(prefix) == ""
 
@@ -320,6 +321,9 @@ def test_render_matches_what_start_creates(prefix: str, standin_dir: str, docker
     assert shown.returncode == 0, shown.stderr
     rendered = _json(shown, "render")
     body = rendered["body"]
+    # the engine answered: its API version, as status and check tell it, not an assumed one
+    status_doc = _json(run_cli(prefix, "status", "--json"), "status")
+    assert (rendered["api_version"], rendered["api_version_source"]) == (status_doc["docker"]["api_version"], "engine")
     redacted = run_cli(prefix, "render", "--json")
     redacted_doc = _json(redacted, "render")
     assert "c2VjcmV0OnNlY3JldA==" not in redacted.stdout

@@ -183,7 +183,7 @@ def assert_failed_upgrade_recovered(prefix: str, ctx: dict[str, Any], expect_log
     assert "agent upgrade failed" in after
     assert "restarting the agent in" in after, "a failed upgrade must fall through to backoff"
     kinds = [e["event"] for e in events(prefix)]
-    assert kinds == ["upgrade-failed"], kinds
+    assert kinds == ["reload-cache", "upgrade-failed"], kinds  # the fixture's reload-cache, then the failure
     assert ctx["sup"].proc.poll() is None
     ctx["container"] = cid
 
@@ -253,7 +253,7 @@ def test_crash_looping_upgrade_is_rolled_back(prefix: str, standin_dir: str, v1_
     assert log_text.count("upgraded agent") >= 2  # both failures were counted
 
     kinds = [e["event"] for e in events(prefix)]
-    assert kinds == ["upgrade", "rollback"], kinds
+    assert kinds == ["reload-cache", "upgrade", "rollback"], kinds
     rollback = events(prefix)[-1]
     assert rollback["failed_image"] == bad_id
     assert rollback["restored_image"] == v1_id

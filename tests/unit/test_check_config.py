@@ -10,8 +10,10 @@ import tarfile
 
 import pytest
 
+from ecs_init.agent import config_problems
 from ecs_init.core import envfile
 from ecs_init.core.config import Config
+from ecs_init.core.envfile import EnvFile
 from ecs_init.core.known_keys import AGENT_KEYS, BOOLEAN_KEYS, KNOWN_KEYS, OWN_KEYS
 from ecs_init.core.paths import Paths
 from ecs_init.host.context import HostContext
@@ -32,8 +34,15 @@ def _cfg(tmp_path, operator: str = "", instance: str = "", environ: dict[str, st
 
 
 def _spec_check(cfg: Config, name: str) -> check.Check:
-    (found,) = [c for c in check_config.check_spec_values(cfg) if c.name == name]
+    (found,) = [c for c in check_config.check_spec_values(cfg, config_problems.find(cfg)) if c.name == name]
     return found
+
+
+def _file_check(cf: EnvFile, label: str = "operator") -> check.Check:
+    """check's verdict on one env file read on its own (the other one absent)."""
+    files = (cf, EnvFile("/nonexistent/other")) if label == "operator" else (EnvFile("/nonexistent/other"), cf)
+    cfg = Config(paths=Paths(prefix="/nonexistent"), environ={}, files=files)
+    return check_config.check_config_file(cf, label, config_problems.find(cfg))
 
 
 # ---------------------------------------------------------------- known keys
@@ -75,31 +84,31 @@ def test_parse_config_lines_keeps_line_numbers_and_reports_lines_without_equals(
 
 def test_config_file_checks(tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = _cfg(tmp_path, operator="ECS_CLUSTER=a\noops\n")
-    operator = check_config.check_config_file(envfile.read(cfg.paths.ecs_config), "operator")
+    operator = _file_check(envfile.read(cfg.paths.ecs_config), "operator")
     assert (operator.name, operator.status, operator.details["lines"]) == ("config.operator", "WARN", [2])
-    instance = check_config.check_config_file(envfile.read(cfg.paths.instance_config), "instance")
+    instance = _file_check(envfile.read(cfg.paths.instance_config), "instance")
     assert (instance.name, instance.status) == ("config.instance", "PASS")
-    missing = check_config.check_config_file(envfile.read(str(tmp_path / "nope")), "operator")
+    missing = _file_check(envfile.read(str(tmp_path / "nope")), "operator")
     assert missing.status == "WARN" and "does not exist" in missing.reason and missing.hint
 
 
 def test_config_file_that_is_a_directory_fails(tmp_path) -> None:  # type: ignore[no-untyped-def]
     os.makedirs(tmp_path / "etc/ecs/ecs.config")
-    result = check_config.check_config_file(envfile.read(str(tmp_path / "etc/ecs/ecs.config")), "operator")
+    result = _file_check(envfile.read(str(tmp_path / "etc/ecs/ecs.config")), "operator")
     assert result.status == "FAIL" and "is a directory" in result.reason
 
 
 def test_config_file_that_is_a_fifo_fails_without_hanging(tmp_path) -> None:  # type: ignore[no-untyped-def]
     fifo = str(tmp_path / "ecs.config")
     os.mkfifo(fifo)
-    result = check_config.check_config_file(envfile.read(fifo), "operator")
+    result = _file_check(envfile.read(fifo), "operator")
     assert result.status == "FAIL" and "not a regular file" in result.reason
 
 
 def test_oversized_config_file_fails(tmp_path) -> None:  # type: ignore[no-untyped-def]
     big = tmp_path / "ecs.config"
     big.write_bytes(b"A=" + b"x" * (1024 * 1024))
-    result = check_config.check_config_file(envfile.read(str(big)), "operator")
+    result = _file_check(envfile.read(str(big)), "operator")
     assert result.status == "FAIL" and "larger than" in result.reason
 
 
@@ -114,7 +123,7 @@ def test_unknown_keys_warn_with_did_you_mean(tmp_path) -> None:  # type: ignore[
     )
     found = [
         (c.name, c.status, c.details["key"], c.details["line"], c.details["suggestion"])
-        for c in check_config.check_keys(cfg.files)
+        for c in check_config.check_keys(config_problems.find(cfg))
     ]
     assert found == [
         ("config.unknown-key", "WARN", "ECS_CLUSTR", 1, "ECS_CLUSTER"),
@@ -124,7 +133,7 @@ def test_unknown_keys_warn_with_did_you_mean(tmp_path) -> None:  # type: ignore[
         ("config.unknown-key", "WARN", "XYZZY", 5, None),
         ("config.unknown-key", "WARN", "ECS_ENABLE_GPU_SUPORT", 1, "ECS_ENABLE_GPU_SUPPORT"),
     ]
-    results = check_config.check_keys(cfg.files)
+    results = check_config.check_keys(config_problems.find(cfg))
     assert results[0].hint == "did you mean ECS_CLUSTER?"
     assert "no comments" in results[3].hint
     assert results[4].hint.startswith("check the spelling")
@@ -133,7 +142,7 @@ def test_unknown_keys_warn_with_did_you_mean(tmp_path) -> None:  # type: ignore[
 
 def test_known_keys_pass_and_duplicates_warn(tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = _cfg(tmp_path, operator="ECS_CLUSTER=a\nECS_LOGLEVEL=info\nECS_CLUSTER=b\n")
-    results = check_config.check_keys(cfg.files)
+    results = check_config.check_keys(config_problems.find(cfg))
     assert [(c.name, c.status) for c in results] == [("config.keys", "PASS"), ("config.duplicate-key", "WARN")]
     assert results[0].reason == "all 2 key(s) are known"
     assert "line 1" in results[1].reason and results[1].details["line"] == 3
@@ -141,7 +150,7 @@ def test_known_keys_pass_and_duplicates_warn(tmp_path) -> None:  # type: ignore[
 
 def test_own_settings_are_known(tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = _cfg(tmp_path, operator="ECS_INIT_ROLLBACK_FAILURES=5\nECS_INIT_S3_ENDPOINT=http://127.0.0.1:1\n")
-    assert [c.status for c in check_config.check_keys(cfg.files)] == ["PASS"]
+    assert [c.status for c in check_config.check_keys(config_problems.find(cfg))] == ["PASS"]
 
 
 # ---------------------------------------------------------------- booleans
@@ -150,14 +159,16 @@ def test_own_settings_are_known(tmp_path) -> None:  # type: ignore[no-untyped-de
 @pytest.mark.parametrize("value", ["true", "True", "TRUE", "t", "1", "false", "F", "0"])
 def test_go_booleans_parse(tmp_path, value: str) -> None:  # type: ignore[no-untyped-def]
     cfg = _cfg(tmp_path, operator=f"ECS_ENABLE_TASK_ENI={value}\n")
-    assert [(c.name, c.status) for c in check_config.check_booleans(cfg, cfg.files)] == [("config.boolean", "PASS")]
+    assert [(c.name, c.status) for c in check_config.check_booleans(config_problems.find(cfg))] == [
+        ("config.boolean", "PASS")
+    ]
 
 
 @pytest.mark.parametrize("value", ["1", "True", "TRUE", "t", "T"])
 def test_privileged_spelled_other_than_true_warns(tmp_path, value: str) -> None:  # type: ignore[no-untyped-def]
     """SPEC §3: ECS_AGENT_RUN_PRIVILEGED=1 is off (as in Go); check says so."""
     cfg = _cfg(tmp_path, operator=f"ECS_CLUSTER=c\nECS_AGENT_RUN_PRIVILEGED={value}\n")
-    results = check_config.check_booleans(cfg, cfg.files)
+    results = check_config.check_booleans(config_problems.find(cfg))
     assert [(c.name, c.status, c.details["key"], c.details["line"]) for c in results] == [
         ("config.boolean", "WARN", "ECS_AGENT_RUN_PRIVILEGED", 2)
     ]
@@ -166,14 +177,14 @@ def test_privileged_spelled_other_than_true_warns(tmp_path, value: str) -> None:
 
 def test_parse_bool_switch_spelled_1_warns_but_is_on(tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = _cfg(tmp_path, operator="ECS_SKIP_LOCALHOST_TRAFFIC_FILTER=1\nECS_EXTERNAL=0\nECS_GMSA_SUPPORTED=true\n")
-    results = check_config.check_booleans(cfg, cfg.files)
+    results = check_config.check_booleans(config_problems.find(cfg))
     assert [(c.status, c.details["key"]) for c in results] == [("WARN", "ECS_SKIP_LOCALHOST_TRAFFIC_FILTER")]
     assert "is on" in results[0].reason
 
 
 def test_unparsable_booleans_fail(tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = _cfg(tmp_path, operator="ECS_CLUSTER=yes\nECS_ENABLE_TASK_ENI=yes\nECS_AGENT_RUN_PRIVILEGED=on\n")
-    results = check_config.check_booleans(cfg, cfg.files)
+    results = check_config.check_booleans(config_problems.find(cfg))
     assert [(c.status, c.details["key"], c.details["line"]) for c in results] == [
         ("FAIL", "ECS_ENABLE_TASK_ENI", 2),
         ("FAIL", "ECS_AGENT_RUN_PRIVILEGED", 3),

@@ -493,3 +493,30 @@ def test_fake_host_rule_combinations_cover_all_rules() -> None:
         r: Rule = introspection_block(fam, name)
         assert r.argv("-C")[7:] == list(r.spec)
         assert bridge_accept(fam, name).argv("-D")[5:7] == ["-D", "INPUT"]
+
+
+# ---------------------------------------------------------------- post-stop says what pre-start said
+
+
+def test_post_stop_logs_the_bridge_rule_as_pre_start_added_it(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 20 item 7: not '-A INPUT -i docker0 -p tcp -m tcp ...' as iptables -S prints it."""
+    host = FakeHost()
+    with caplog.at_level(logging.INFO):
+        netfilter.setup(ctx_for(host))
+    added = {m.split(": ", 1)[1] for m in caplog.messages if m.startswith("added rule (")}
+    # iptables -S prints what the kernel holds: '-m tcp' added, options reordered
+    kernel = ("-p tcp --dport 51678 -i docker0", "-i docker0 -p tcp -m tcp --dport 51678")
+    for rules in host.chains.values():
+        rules[:] = [tuple(" ".join(r).replace(*kernel).split()) for r in rules]
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        netfilter.teardown(ctx_for(host, docker=FakeEngine(bridge=None)))  # Docker may be gone at post-stop
+    removed = {m.split(": ", 1)[1] for m in caplog.messages if m.startswith("removed rule (")}
+    assert removed == added and host.ours() == 0
+    bridge = [m for m in caplog.messages if "docker0" in m]
+    assert bridge == [
+        "removed rule (allow introspection from the Docker default bridge): "
+        "iptables -t filter -I INPUT -p tcp --dport 51678 -i docker0 -j ACCEPT",
+        "removed rule (allow introspection from the Docker default bridge): "
+        "ip6tables -t filter -I INPUT -p tcp --dport 51678 -i docker0 -j ACCEPT",
+    ]

@@ -52,6 +52,7 @@ raw_texts = st.sampled_from(
     ]
 )
 
+UPGRADE_FIELDS = ("previous_image", "new_image", "started_at", "failures", "last_failure_at")
 CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
@@ -78,7 +79,7 @@ def _assert_supervisor_part_is_sound(part: dict[str, Any]) -> None:
         assert part[key] is None or re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", part[key])
     assert part["state"] is None or part["state"] in {s.value for s in supervisor_state.SupervisorState}
     upgrade = part["upgrade"]
-    assert upgrade is None or (set(upgrade) == {"previous_image", "new_image"})
+    assert upgrade is None or {"previous_image", "new_image"} <= set(upgrade) <= set(UPGRADE_FIELDS)
 
 
 @settings(max_examples=300, deadline=None)
@@ -125,8 +126,13 @@ def _minimal_report(supervisor: dict[str, Any]) -> dict[str, Any]:
         "supervisor": supervisor,
         "introspection": {"answering": False, "error": "no"},
         "cache": {
-            "state": 0,
-            "state_name": "uncached",
+            "state_file": "/s",
+            "state": None,
+            "state_name": None,
+            "state_file_reading": "is missing",
+            "effective_state": 0,
+            "effective_state_name": "uncached",
+            "effective_reason": "the tarball is missing",
             "tarball": "/t",
             "tarball_present": False,
             "tarball_bytes": None,
@@ -172,3 +178,11 @@ def test_escaped_text_has_no_control_character_but_newlines(text: str) -> None:
 @given(text=st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs")), max_size=50))
 def test_printable_text_is_left_alone(text: str) -> None:
     assert printable(text) == text
+
+
+def test_a_watched_upgrade_keeps_its_usable_fields_and_names_the_broken_ones() -> None:
+    upgrade = {"previous_image": "a", "new_image": "b", "started_at": "2026-01-01T00:00:00Z", "failures": 2}
+    fields, problems = supervisor_state.parse({"upgrade": {**upgrade, "last_failure_at": 1e20}})
+    assert fields["upgrade"] == upgrade and problems == ["upgrade last_failure_at unusable"]
+    fields, problems = supervisor_state.parse({"upgrade": {"previous_image": "a", "new_image": 7}})
+    assert fields["upgrade"] is None and problems == ["upgrade does not name its previous and new images"]

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
+from ecs_init.agent import config_problems
 from ecs_init.core import envfile, redact
 from ecs_init.core.cmd import Runner
 from ecs_init.core.config import Config
@@ -286,9 +287,11 @@ def test_malformed_secret_line_is_shown_by_key_only_in_check(tmp_path) -> None: 
     root = str(tmp_path)
     os.makedirs(os.path.join(root, "etc/ecs"))
     with open(os.path.join(root, "etc/ecs/ecs.config"), "w") as fh:
-        fh.write("ECS_CLUSTER=ops\n" + MALFORMED + "\nMY_TOKEN something=else\n")
+        # (three good lines: a file mostly not KEY=VALUE would be refused as a whole, unlisted)
+        fh.write("ECS_CLUSTER=ops\n" + MALFORMED + "\nMY_TOKEN something=else\nECS_LOGLEVEL=info\nECS_DATADIR=/d\n")
     operator = envfile.read(os.path.join(root, "etc/ecs/ecs.config"))
-    results = [c for c in check_config.check_keys([operator]) if c.name == "config.unknown-key"]
+    found = config_problems.find(Config.load(environ={"ECS_INIT_PATH_PREFIX": root}))
+    results = [c for c in check_config.check_keys(found) if c.name == "config.unknown-key"]
     text = json.dumps([c.as_dict() for c in results])
     assert "dXNlcjpwYXNzd29yZA" not in text and "something" not in text
     assert [c.details["key"] for c in results] == ["ECS_ENGINE_AUTH_DATA <redacted>", "MY_TOKEN <redacted>"]

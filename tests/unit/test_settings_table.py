@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from ecs_init.agent import config_problems
 from ecs_init.core import settings
 from ecs_init.core.config import Config
 from ecs_init.core.known_keys import AGENT_KEYS, KNOWN_KEYS, OWN_KEYS
@@ -88,12 +89,17 @@ def test_check_fails_what_start_would_replace(tmp_path) -> None:  # type: ignore
         environ={"ECS_INIT_ROLLBACK_FAILURES": "inf"},
         operator={"ECS_LOGLEVEL": "chatty", "ECS_INIT_BACKOFF_RESET_SECONDS": "30"},
     )
-    found = [(c.status, c.details["key"], c.details["source"]) for c in check_config.check_settings(cfg)]
+    found = [
+        (c.status, c.details["key"], c.details["source"])
+        for c in check_config.check_settings(config_problems.find(cfg))
+    ]
     assert found == [
         ("FAIL", "ECS_LOGLEVEL", cfg.paths.ecs_config),
         ("FAIL", "ECS_INIT_ROLLBACK_FAILURES", "the process environment"),
     ]
-    assert [c.status for c in check_config.check_settings(Config(paths=Paths(), environ={}))] == ["PASS"]
+    assert [c.status for c in check_config.check_settings(config_problems.find(Config(paths=Paths(), environ={})))] == [
+        "PASS"
+    ]
 
 
 def test_text_settings_empty_means_default_and_choices_are_case_blind() -> None:

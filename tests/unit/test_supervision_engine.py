@@ -227,6 +227,8 @@ def test_start_speaks_the_negotiated_version_and_adapts_the_container(
         stub.routes["POST", "/containers/create"] = create
         stub.routes["POST", "/containers/ecs-agent/start"] = lambda r: Reply(204)
         stub.routes["POST", "/containers/ecs-agent/wait"] = lambda r: Reply(200, {"StatusCode": 0})
+        exited = {"Id": "e" * 64, "State": {"Status": "exited", "Running": False, "ExitCode": 0}}
+        stub.routes["GET", "/containers/ecs-agent/json"] = lambda r: Reply(200, exited)
         env = dict(os.environ, DOCKER_HOST=stub.host, ECS_INIT_PATH_PREFIX=str(tmp_path), PYTHONPATH=f"{ROOT}/src")
         env.pop("NOTIFY_SOCKET", None)
         proc = subprocess.run([sys.executable, "-m", "ecs_init", "start"], env=env, capture_output=True, text=True,

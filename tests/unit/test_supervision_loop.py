@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 from typing import Any, Optional
 
@@ -246,7 +247,9 @@ def test_upgrade_restarts_at_once_with_the_new_image(loop: Loop) -> None:
     assert loop.sup.restarts == 2 and loop.fake.tags[LATEST] == NEW
     assert loop.fake.containers["ecs-agent"]["Image"] == NEW
     assert loop.events() == [{"event": "upgrade", "previous": OLD, "new": NEW, "tarball": TARBALL}]
-    assert loop.status()["upgrade"] == {"previous_image": OLD, "new_image": NEW, "started": 1002.5, "failures": []}
+    upgrade = loop.status()["upgrade"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", upgrade.pop("started_at"))  # wall clock, never monotonic
+    assert upgrade == {"previous_image": OLD, "new_image": NEW, "failures": 0, "last_failure_at": None}
 
 
 def test_failed_upgrade_backs_off_with_the_image_it_had(loop: Loop) -> None:

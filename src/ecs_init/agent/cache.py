@@ -7,6 +7,8 @@ import logging
 import os
 import re
 import time
+from dataclasses import dataclass
+from typing import Optional
 
 from ecs_init.agent.spec import AGENT_IMAGE
 from ecs_init.core.errors import ImageLoadError, InitError
@@ -48,17 +50,23 @@ class Action(enum.Enum):
 _STATE_NUMBER = re.compile(r"[ 	]*0*([0-9]{1,3})(?![0-9])")
 
 
-def parse_state(text: str) -> int:
-    """The state file's integer, read as the Go program reads it (``fmt.Fscanf("%d")`` into a uint8).
-
-    Leading blanks, then the leading decimal digits (what follows them is
-    ignored); no digits, or a value over 255, cannot be parsed and counts as
-    uncached. Any other value is returned as it is, known or not: pre-start
-    refuses an unknown one (``decide``).
-    """
+def parse_number(text: str) -> Optional[int]:
+    """The state file's integer, read as the Go program reads it (``fmt.Fscanf("%d")`` into a uint8):
+    leading blanks, then the leading decimal digits (what follows them is ignored); None when there
+    are no digits or the value is over 255 (it cannot be parsed)."""
     match = _STATE_NUMBER.match(text)
-    value = int(match.group(1)) if match else STATE_UNCACHED
-    return value if value <= 255 else STATE_UNCACHED
+    if match is None:
+        return None
+    value = int(match.group(1))
+    return value if value <= 255 else None
+
+
+def parse_state(text: str) -> int:
+    """The state the file's text means: its integer (``parse_number``), or uncached when it has
+    none. Any integer is returned as it is, known or not: pre-start refuses an unknown one
+    (``decide``)."""
+    number = parse_number(text)
+    return STATE_UNCACHED if number is None else number
 
 
 def state_name(state: int) -> str:
@@ -66,17 +74,91 @@ def state_name(state: int) -> str:
     return CacheState(state).label if state in KNOWN_STATES else "unknown"
 
 
+@dataclass(frozen=True)
+class CacheFacts:
+    """What the cache holds, as read: the state file's value and the tarball (issue 20 item 3: what
+    pre-start logs and ``status`` shows are these, not the state they lead to)."""
+
+    state_file: str
+    value: Optional[int]  # the state file's integer; None: missing, empty, unreadable or not a number
+    reading: str  # how the state file reads, for people: "holds 2 (reload)", "is missing", ...
+    tarball: str
+    tarball_bytes: Optional[int]  # None: no tarball
+
+    @property
+    def state(self) -> int:
+        """The cache state (SPEC §4): uncached unless both the state file and the tarball are non-empty
+        (and the file holds a number)."""
+        if not self.tarball_bytes or self.value is None:
+            return STATE_UNCACHED
+        return self.value
+
+    @property
+    def tarball_reading(self) -> str:
+        if self.tarball_bytes is None:
+            return "is missing"
+        return "is empty" if self.tarball_bytes == 0 else f"is present ({self.tarball_bytes} bytes)"
+
+    def uncached_because(self) -> str:
+        """Why the cache counts as uncached (when it does)."""
+        if self.tarball_bytes is None:
+            return "the tarball is missing"
+        if self.tarball_bytes == 0:
+            return "the tarball is empty"
+        if self.value is None:
+            return f"the state file {self.reading}"
+        return "the state file says so"
+
+    def describe(self) -> str:
+        return f"state file {self.state_file} {self.reading}; tarball {self.tarball} {self.tarball_reading}"
+
+    def as_dict(self) -> dict[str, object]:
+        """The cache part of ``status --json``: the file's value and the state it makes, apart."""
+        state = self.state
+        return {
+            "state_file": self.state_file,
+            "state": self.value,
+            "state_name": None if self.value is None else state_name(self.value),
+            "state_file_reading": self.reading,
+            "effective_state": state,
+            "effective_state_name": state_name(state),
+            "effective_reason": self.uncached_because() if state == STATE_UNCACHED else "",
+            "tarball": self.tarball,
+            "tarball_present": self.tarball_bytes is not None,
+            "tarball_bytes": self.tarball_bytes,
+        }
+
+
+def read_facts(paths: Paths) -> CacheFacts:
+    """The state file and the tarball as they are (never raises)."""
+    try:
+        size: Optional[int] = os.path.getsize(paths.cache_tarball)
+    except OSError:
+        size = None
+    value: Optional[int] = None
+    try:
+        # never through a symlink: the agent container can write the cache dir
+        raw = read_regular(paths.cache_state, MAX_STATE_BYTES + 1, follow_symlinks=False)
+    except FileNotFoundError:
+        reading = "is missing"
+    except OSError as err:
+        reading = refusal(err) if is_refusal(err) else f"cannot be read ({err.strerror or err})"
+    else:
+        text = raw.decode("ascii", errors="replace")
+        if not raw.strip():
+            reading = "is empty"
+        elif len(raw) > MAX_STATE_BYTES:
+            reading = f"is longer than {MAX_STATE_BYTES} bytes (not a state)"
+        else:
+            value = parse_number(text)
+            name = f"{value} ({state_name(value)})" if value is not None else ""
+            reading = f"holds {name}" if value is not None else f"holds {text.rstrip()[:16]!r}, not a number"
+    return CacheFacts(paths.cache_state, value, reading, paths.cache_tarball, size)
+
+
 def read_state(paths: Paths) -> int:
     """Cache state: uncached unless both the state file and the tarball are non-empty."""
-    try:
-        if os.path.getsize(paths.cache_tarball) == 0:
-            return STATE_UNCACHED
-        raw = read_regular(paths.cache_state, MAX_STATE_BYTES + 1, follow_symlinks=False)
-    except OSError:
-        return STATE_UNCACHED
-    if not raw or len(raw) > MAX_STATE_BYTES:
-        return STATE_UNCACHED
-    return parse_state(raw.decode("latin-1"))  # one character per byte: only ASCII digits count
+    return read_facts(paths).state
 
 
 class UnknownCacheState(InitError):
@@ -149,30 +231,59 @@ def _download(ctx: HostContext) -> None:
     download.download_agent(ctx)
 
 
+def decision_reason(facts: CacheFacts, present: Optional[bool]) -> str:
+    """Why ``decide`` chose what it chose, in words."""
+    state = facts.state
+    if state == STATE_UNCACHED:
+        return f"uncached: {facts.uncached_because()}"
+    if state == STATE_RELOAD:
+        return "the state file asks for the tarball to be loaded"
+    return "cached, and the image is in Docker" if present else "cached, but the image is not in Docker"
+
+
 def ensure_image(ctx: HostContext) -> Action:
-    """pre-start's image step: download/load as the cache state says."""
+    """pre-start's image step: download/load as the cache state says; one line tells what was read
+    (the state file), what was found (the tarball, the image or that it was not checked) and why."""
     paths = ctx.paths
-    state = read_state(paths)
+    facts = read_facts(paths)
+    state = facts.state
     if state not in KNOWN_STATES:
         raise UnknownCacheState(unknown_state_message(paths, state))
-    present = ctx.docker.image_id(AGENT_IMAGE) is not None if state == STATE_CACHED else False
-    action = decide(state, present)
-    log.info("agent image: cache state %d, image present=%s: %s", state, present, action.value)
+    present = ctx.docker.image_id(AGENT_IMAGE) is not None if state == STATE_CACHED else None
+    action = decide(state, bool(present))
+    image = {None: "not checked", True: "present", False: "missing"}[present]
+    reason = decision_reason(facts, present)
+    log.info("agent image: %s; image %s %s: %s (%s)", facts.describe(), AGENT_IMAGE, image, action.value, reason)
     if action is Action.DOWNLOAD_AND_LOAD:
         _download(ctx)
     if action is not Action.NOTHING:
-        load_tarball(ctx, paths.cache_tarball)
-        write_state(paths, STATE_CACHED)
+        load_cached(ctx, "image-load", by="pre-start", reason=reason)
     return action
 
 
 def reload_cache(ctx: HostContext) -> None:
-    """reload-cache: download when uncached, then load the cached tarball."""
-    paths = ctx.paths
-    if read_state(paths) == STATE_UNCACHED:
+    """reload-cache: download when uncached, then load the cached tarball; recorded as an event, so
+    that after the manual rollback ``status`` shows it as the last one."""
+    facts = read_facts(ctx.paths)
+    downloaded = facts.state == STATE_UNCACHED
+    log.info("reload-cache: %s", facts.describe())
+    if downloaded:
+        log.info("reload-cache: downloading first (%s)", facts.uncached_because())
         _download(ctx)
-    load_tarball(ctx, paths.cache_tarball)
+    load_cached(ctx, "reload-cache", downloaded=downloaded)
+
+
+def load_cached(ctx: HostContext, event: str, **details: object) -> str:
+    """Load the cached tarball, mark the cache cached, record ``event`` (with the image it replaced)."""
+    from ecs_init.agent.events import record_event
+
+    paths = ctx.paths
+    previous = previous_image(ctx)
+    image_id = load_tarball(ctx, paths.cache_tarball)
     write_state(paths, STATE_CACHED)
+    tarball = os.path.basename(os.path.realpath(paths.cache_tarball))
+    record_event(ctx, event, previous=previous, new=image_id, tarball=tarball, **details)
+    return image_id
 
 
 def read_desired_image(paths: Paths) -> str:

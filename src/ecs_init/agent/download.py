@@ -48,7 +48,6 @@ TEMP_SUFFIX = ".download"
 STALE_TEMP_AGE = 15 * 60  # temp files untouched this long are leftovers of a crash
 
 
-
 # ---------------------------------------------------------------- region
 
 

@@ -39,7 +39,11 @@ def valid_region(name: str) -> bool:
 
 
 class ImdsError(Exception):
-    pass
+    """A request failed; ``status`` is the HTTP status when the service answered (it refused)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _request(endpoint: str, method: str, path: str, headers: dict[str, str], timeout: float) -> str:
@@ -54,7 +58,7 @@ def _request(endpoint: str, method: str, path: str, headers: dict[str, str], tim
         resp = conn.getresponse()
         body = resp.read(MAX_ANSWER)
         if resp.status != 200:
-            raise ImdsError(f"{method} {path}: HTTP {resp.status}")
+            raise ImdsError(f"{method} {path}: HTTP {resp.status} {resp.reason}".rstrip(), resp.status)
         return body.decode("utf-8", errors="replace").strip()
     except (OSError, http.client.HTTPException) as err:
         raise ImdsError(f"{method} {path}: {err or type(err).__name__}") from err
@@ -77,6 +81,7 @@ def region(
     endpoint = endpoint or DEFAULT_ENDPOINT
     stop = time.monotonic() + deadline
     last = "no attempt"
+    answered: int | None = None  # the HTTP status of a refusal (the service is there)
     for attempt in range(attempts):
         try:
             left = stop - time.monotonic()
@@ -91,12 +96,16 @@ def region(
                 break
             answer = _request(endpoint, "GET", REGION_PATH, {TOKEN_HEADER: token}, min(request_timeout, left))
         except ImdsError as err:
-            last = str(err)
+            last, answered = str(err), err.status
             log.debug("metadata service attempt %d: %s", attempt + 1, last)
             continue
         if valid_region(answer):
             return answer
         log.warning("metadata service returned an invalid region %r; ignoring it", answer[:64])
         return None
-    log.info("metadata service at %s did not answer (%s)", endpoint, last)
+    if answered is not None:
+        why = " (IMDS may be disabled for this instance)" if answered == 403 else ""
+        log.warning("metadata service at %s refused: %s%s", endpoint, last, why)
+    else:
+        log.info("metadata service at %s did not answer (%s)", endpoint, last)
     return None

@@ -29,6 +29,9 @@ EXIT_START_FAILED = -1
 # it: restarted by the normal policy; counted against an upgrade only while
 # the upgrade is watched (UpgradeWatch: within ECS_INIT_ROLLBACK_WINDOW).
 EXIT_HEALED = -3
+# The "exit code" of an agent whose container was removed (or replaced) behind the supervisor's
+# back (``docker rm -f ecs-agent``): restarted like one lost with Docker, not counted as a failure.
+EXIT_CONTAINER_GONE = -4
 # That many create/start failures in a row end `start` with 255: systemd then
 # runs pre-start again (as after the Go program's first failure); never a loop.
 MAX_START_FAILURES = 5
@@ -52,10 +55,24 @@ def decide(exit_code: int) -> Next:
     return Next.RESTART
 
 
+def describe_exit(exit_code: int) -> str:
+    """How the log tells an exit: the agent's own code, or what befell its container."""
+    if exit_code == EXIT_DOCKER_LOST:
+        return "the agent container was lost with the Docker daemon"
+    if exit_code == EXIT_START_FAILED:
+        return "the agent container could not be started"
+    if exit_code == EXIT_CONTAINER_GONE:
+        return "the agent container disappeared"
+    if exit_code == EXIT_HEALED:
+        return "the agent was stopped by the health monitor"
+    return f"agent exited with code {exit_code}"
+
+
 def resets_backoff(exit_code: int, uptime: float, reset_after: float) -> bool:
     """An agent that stayed up ``reset_after`` seconds is healthy again (SPEC §5 "Beyond"), and one
-    taken down by Docker did not fail: the next restart waits the first backoff step again."""
-    return uptime >= reset_after or exit_code == EXIT_DOCKER_LOST
+    taken down by Docker (or removed by someone) did not fail: the next restart waits the first
+    backoff step again."""
+    return uptime >= reset_after or exit_code in (EXIT_DOCKER_LOST, EXIT_CONTAINER_GONE)
 
 
 def counts_against_upgrade(exit_code: int) -> bool:
@@ -65,7 +82,13 @@ def counts_against_upgrade(exit_code: int) -> bool:
     upgrade is not failing to stay up) and a Docker outage (not the agent's
     fault) do not.
     """
-    return exit_code not in (AgentExit.CLEAN, AgentExit.TERMINAL, AgentExit.UPGRADE, EXIT_DOCKER_LOST)
+    return exit_code not in (
+        AgentExit.CLEAN,
+        AgentExit.TERMINAL,
+        AgentExit.UPGRADE,
+        EXIT_DOCKER_LOST,
+        EXIT_CONTAINER_GONE,
+    )
 
 
 @dataclass

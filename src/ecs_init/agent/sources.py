@@ -152,5 +152,3 @@ def sources(region: str, key: str, endpoint: str = "") -> list[Source]:
         Source(BUCKET, partition_bucket_region(region), key, endpoint),
         Source(f"{BUCKET}-{region}", region, key, endpoint),
     ]
-
-

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import re
 from typing import Any, Callable
 
 from ecs_init.core.fsutil import atomic_write
@@ -87,11 +88,33 @@ def parse(doc: Any) -> tuple[dict[str, Any], list[str]]:
             problems.append(f"{name} {_show(value)} is not {expected}")
     upgrade = doc.get("upgrade")
     if isinstance(upgrade, dict):
-        images = {k: upgrade.get(k) for k in ("previous_image", "new_image")}
-        if all(isinstance(v, str) for v in images.values()):
-            fields["upgrade"] = images
-        else:
-            problems.append("upgrade does not name its previous and new images")
+        fields["upgrade"], problem = _upgrade(upgrade)
+        if problem:
+            problems.append(problem)
     elif upgrade is not None:
         problems.append(f"upgrade {_show(upgrade)} is not an object")
     return fields, problems
+
+
+def _iso_time(value: Any) -> bool:
+    return isinstance(value, str) and _ISO.fullmatch(value) is not None
+
+
+_ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+# the watched upgrade's fields, as ``Upgrades._upgrade_doc`` writes them (wall-clock times as text)
+_UPGRADE_FIELDS: dict[str, Callable[[Any], bool]] = {
+    "previous_image": lambda v: isinstance(v, str),
+    "new_image": lambda v: isinstance(v, str),
+    "started_at": _iso_time,
+    "failures": lambda v: _int(v, 0, 2**63 - 1),
+    "last_failure_at": _iso_time,
+}
+
+
+def _upgrade(doc: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """The watched upgrade's usable fields (None unless it names both images), and what is broken."""
+    usable = {k: doc[k] for k, ok in _UPGRADE_FIELDS.items() if doc.get(k) is not None and ok(doc[k])}
+    broken = [k for k in _UPGRADE_FIELDS if doc.get(k) is not None and k not in usable]
+    if "previous_image" not in usable or "new_image" not in usable:
+        return None, "upgrade does not name its previous and new images"
+    return usable, "upgrade " + ", ".join(broken) + " unusable" if broken else ""

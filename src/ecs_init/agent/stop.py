@@ -28,10 +28,13 @@ CONNECT_WAIT = 6.0  # of which waiting for the daemon to answer at all
 SLACK = 1.0  # kept back for logging and exiting
 
 
-def stop_agent(engine: Engine, grace: int = STOP_GRACE, timeout: Optional[float] = None) -> bool:
-    """Stop the agent container gracefully; False when it was not running."""
+def stop_agent(
+    engine: Engine, grace: int = STOP_GRACE, timeout: Optional[float] = None, which: str = AGENT_NAME
+) -> bool:
+    """Stop the agent container gracefully; False when it was not running. ``which`` names it in the
+    log line (the supervisor adds the container ID it created)."""
     stopped = engine.stop_container(AGENT_NAME, grace, timeout)
-    log.info("agent container %s", "stopped" if stopped else "was not running")
+    log.info("agent container %s %s", which, "stopped" if stopped else "was not running")
     return stopped
 
 

@@ -12,12 +12,10 @@ import os
 import signal
 import threading
 import time
-from dataclasses import asdict
 from typing import Any, Callable, Optional
 
-from ecs_init.agent import cache, hostfacts, state
+from ecs_init.agent import hostfacts, state
 from ecs_init.agent import stop as agent_stop
-from ecs_init.agent.events import record_event
 from ecs_init.agent.healer import HealthMonitor
 from ecs_init.agent.health import IMAGE_LOAD, Heartbeat, stall_reason
 from ecs_init.agent.identity import AGENT_IMAGE, AGENT_NAME
@@ -25,6 +23,7 @@ from ecs_init.agent.policy import (
     BACKOFF_CAP,
     BACKOFF_JITTER,
     BACKOFF_START,
+    EXIT_CONTAINER_GONE,
     EXIT_DOCKER_LOST,
     EXIT_HEALED,
     EXIT_START_FAILED,
@@ -35,6 +34,7 @@ from ecs_init.agent.policy import (
     UpgradeWatch,
     counts_against_upgrade,
     decide,
+    describe_exit,
     resets_backoff,
 )
 from ecs_init.agent.spec import build_spec
@@ -115,7 +115,7 @@ class Supervisor(Upgrades):
             "container_id": self.container_id,
             "last_exit_code": self.last_exit,
             "updated_at": time.time(),
-            "upgrade": asdict(self.watch) if self.watch else None,
+            "upgrade": self._upgrade_doc(),
             **info,
         }
         state.write(self.ctx.paths.supervisor_state, doc)
@@ -131,7 +131,12 @@ class Supervisor(Upgrades):
         def handler(signum: int, _frame: Any) -> None:
             if self.stopping.is_set():
                 return
-            log.info("received %s: stopping the agent", signal.Signals(signum).name)
+            log.info(
+                "start (pid %d) received %s: stopping the agent container %s",
+                os.getpid(),
+                signal.Signals(signum).name,
+                self._which(),
+            )
             self.stopping.set()
             self._stop_thread = threading.Thread(target=self._stop_agent, name="stop-agent", daemon=True)
             self._stop_thread.start()
@@ -141,7 +146,9 @@ class Supervisor(Upgrades):
 
     def _stop_agent(self) -> None:
         try:
-            agent_stop.stop_agent(self.ctx.docker, STOP_GRACE, timeout=agent_stop.GIVE_UP - agent_stop.SLACK)
+            agent_stop.stop_agent(
+                self.ctx.docker, STOP_GRACE, timeout=agent_stop.GIVE_UP - agent_stop.SLACK, which=self._which()
+            )
         except Exception as err:  # noqa: BLE001 - logged, the main loop exits anyway
             log.error("stopping the agent failed: %s", err)
 
@@ -168,7 +175,7 @@ class Supervisor(Upgrades):
                 if resets_backoff(code, uptime, self.backoff_reset):
                     self.backoff.reset()
                 next_step = decide(code)
-                log.info("agent exited with code %d after %.1fs: %s", code, uptime, next_step.value)
+                log.info("%s after %.1fs: %s", describe_exit(code), uptime, next_step.value)
                 if next_step is Next.STOP:
                     self.report(SupervisorState.STOPPED, exit_code=code)
                     return Exit.OK
@@ -219,9 +226,8 @@ class Supervisor(Upgrades):
         try:
             engine.remove_container(AGENT_NAME)
             facts = hostfacts.gather(ctx)
+            # spec.warnings are the configuration's: `start` logged them once (agent.config_problems)
             spec = build_spec(ctx.cfg, facts, hostfacts.gpu_devices_appeared(ctx, facts))
-            for warning in spec.warnings:
-                log.warning("%s", warning)
             self.heartbeat.beat()
             self.container_id = self._create(spec.engine_body())
             if self.stopping.is_set():
@@ -251,33 +257,12 @@ class Supervisor(Upgrades):
             return engine.create_container(AGENT_NAME, body)
         except NotFound as err:
             missing = first_line(err)
-        paths = self.ctx.paths
-        if self.image_reloaded:
-            raise InitError(
-                f"the agent image {AGENT_IMAGE} is missing again ({missing}) after reloading {paths.cache_tarball}: "
-                "run `amazon-ecs-init reload-cache`"
-            )
-        self.image_reloaded = True
-        log.warning("the agent image %s is missing (%s): reloading %s", AGENT_IMAGE, missing, paths.cache_tarball)
-        record_event(self.ctx, "image-reload", reason=missing)
-        self.heartbeat.beat(IMAGE_LOAD)
-        try:
-            cache.load_tarball(self.ctx, paths.cache_tarball)
-            cache.write_state(paths, cache.STATE_CACHED)
-        except EngineUnavailable:
-            raise
-        except InitError as err:
-            raise InitError(
-                f"the agent image {AGENT_IMAGE} is not loaded and reloading the cached tarball failed "
-                f"({first_line(err)}): run `amazon-ecs-init reload-cache` (systemd runs pre-start again)"
-            )
-        except OSError as err:
-            raise InitError(f"the agent image {AGENT_IMAGE} is not loaded; cannot record the cache state: {err}")
+        self._reload_missing_image(missing)
         try:
             return engine.create_container(AGENT_NAME, body)
         except NotFound as err:
             raise InitError(
-                f"the agent image {AGENT_IMAGE} is still missing after reloading {paths.cache_tarball} "
+                f"the agent image {AGENT_IMAGE} is still missing after reloading {self.ctx.paths.cache_tarball} "
                 f"({first_line(err)}): run `amazon-ecs-init reload-cache`"
             )
 
@@ -308,8 +293,8 @@ class Supervisor(Upgrades):
             try:
                 code = ctx.docker.wait_container(AGENT_NAME, on_idle=self.heartbeat.beat)
             except NotFound:
-                log.warning("the agent container disappeared")
-                return EXIT_DOCKER_LOST
+                log.warning("the agent container %s disappeared while it ran: restarting it", self._which())
+                return EXIT_CONTAINER_GONE
             except EngineError as err:  # gone, hung, or failing while it goes away
                 if self.stopping.is_set():
                     return 0
@@ -318,8 +303,10 @@ class Supervisor(Upgrades):
                     first_line(err),
                 )
             else:
-                if self.stopping.is_set() or ctx.docker.probe():
+                if self.stopping.is_set():
                     return code
+                if ctx.docker.probe():
+                    return self._exit_or_gone(code)
                 log.warning("the agent exited (code %d) as the Docker daemon went away; waiting for it to return", code)
             if not self._reconnect():
                 return 0
@@ -340,6 +327,24 @@ class Supervisor(Upgrades):
                 return EXIT_DOCKER_LOST
             log.info("Docker is back; the agent had exited with code %d", code)
             return code
+
+    def _which(self) -> str:
+        """The agent container as the log lines name it: its name and the ID this supervisor created."""
+        return f"{AGENT_NAME} ({self.container_id[:12]})" if self.container_id else AGENT_NAME
+
+    def _exit_or_gone(self, code: int) -> int:
+        """The agent's exit code, or EXIT_CONTAINER_GONE when its container was removed behind the
+        supervisor's back (``docker rm -f`` kills it: the wait answers 137) or replaced."""
+        try:
+            state = self.ctx.docker.container_state(AGENT_NAME)
+        except EngineError:
+            return code
+        removed = state is None or str(state.get("State", {}).get("Status", "")) in ("removing", "dead")
+        if not removed and str((state or {}).get("Id", "")) in ("", self.container_id):
+            return code
+        what = "was removed" if removed else "was replaced by another container"
+        log.warning("the agent container %s %s while it ran (its wait ended with %d)", self._which(), what, code)
+        return EXIT_CONTAINER_GONE
 
     def _reconnect(self) -> bool:
         """Wait for the Docker daemon, as long as it takes; False when told to stop."""

@@ -1,4 +1,5 @@
-"""Self-update on exit 42 and automatic rollback of an upgrade that keeps failing.
+"""Self-update on exit 42, automatic rollback of an upgrade that keeps failing, and the
+reload of an agent image that went missing (the supervisor's image steps).
 
 ``policy.UpgradeWatch`` is the pure bookkeeping (failures within a window);
 ``Upgrades`` holds the steps the supervisor takes (it is mixed into
@@ -10,14 +11,16 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Callable, Optional
+import time
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ecs_init.agent import cache
 from ecs_init.agent.events import events_path, record_event, rolled_back_images
+from ecs_init.agent.health import IMAGE_LOAD, Heartbeat
 from ecs_init.agent.identity import AGENT_IMAGE, AGENT_REPOSITORY, AGENT_TAG
 from ecs_init.agent.policy import UpgradeWatch, counts_against_upgrade
 from ecs_init.core.errors import InitError, first_line
-from ecs_init.docker.errors import EngineError
+from ecs_init.docker.errors import EngineError, EngineUnavailable
 from ecs_init.host.context import HostContext
 
 if TYPE_CHECKING:
@@ -35,6 +38,8 @@ class Upgrades:
     watch: Optional[UpgradeWatch]
     rollback_failures: int
     rollback_window: float
+    heartbeat: Heartbeat
+    image_reloaded: bool
 
     def _upgrade(self) -> bool:
         """Exit 42: load the desired image; False (fall through to backoff) when that fails.
@@ -153,3 +158,46 @@ class Upgrades:
             ctx, "rollback", failed_image=watch.new_image, restored_image=restored_image, last_exit_code=code, how=how
         )
         self.backoff.reset()
+
+    def _reload_missing_image(self, missing: str) -> None:
+        """The agent image is missing at create: load the cached tarball once (then `start` exits 255)."""
+        paths = self.ctx.paths
+        if self.image_reloaded:
+            raise InitError(
+                f"the agent image {AGENT_IMAGE} is missing again ({missing}) after reloading {paths.cache_tarball}: "
+                "run `amazon-ecs-init reload-cache`"
+            )
+        self.image_reloaded = True
+        log.warning("the agent image %s is missing (%s): reloading %s", AGENT_IMAGE, missing, paths.cache_tarball)
+        record_event(self.ctx, "image-reload", reason=missing)
+        self.heartbeat.beat(IMAGE_LOAD)
+        try:
+            cache.load_tarball(self.ctx, paths.cache_tarball)
+            cache.write_state(paths, cache.STATE_CACHED)
+        except EngineUnavailable:
+            raise
+        except InitError as err:
+            raise InitError(
+                f"the agent image {AGENT_IMAGE} is not loaded and reloading the cached tarball failed "
+                f"({first_line(err)}): run `amazon-ecs-init reload-cache` (systemd runs pre-start again)"
+            )
+        except OSError as err:
+            raise InitError(f"the agent image {AGENT_IMAGE} is not loaded; cannot record the cache state: {err}")
+
+    def _upgrade_doc(self) -> Optional[dict[str, Any]]:
+        """The upgrade being watched, for `status`: wall-clock times (the watch keeps the monotonic clock's)."""
+        watch = self.watch
+        if watch is None:
+            return None
+        offset = time.time() - self.clock()
+        return {
+            "previous_image": watch.previous_image,
+            "new_image": watch.new_image,
+            "started_at": _iso(watch.started + offset),
+            "failures": len(watch.failures),
+            "last_failure_at": _iso(watch.failures[-1] + offset) if watch.failures else None,
+        }
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

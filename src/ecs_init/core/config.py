@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from ecs_init.core import envfile, settings
 from ecs_init.core.envfile import EnvFile
@@ -39,9 +39,21 @@ class Config:
         env = dict(os.environ if environ is None else environ)
         p = paths or Paths.from_env(env)
         operator, instance = envfile.read(p.ecs_config), envfile.read(p.instance_config)
-        for unusable in (f for f in (operator, instance) if f.error):
-            log.error("config file %s %s; ignoring it", unusable.path, unusable.error)
+        # Nothing is logged here: logging is set up after the configuration is read (its level
+        # is a setting); the command line logs ``file_errors`` then, in logfmt, to ecs-init.log too.
         return cls(paths=p, environ=env, instance=instance.values, operator=operator.values, files=(operator, instance))
+
+    def file_errors(self) -> list[str]:
+        """One line per env file that exists but cannot be used at all (it is ignored)."""
+        return [f"config file {f.path} {f.error}; ignoring it" for f in self.files if f.error]
+
+    def refusals(self) -> list[str]:
+        """One line per env file that is not KEY=VALUE text (``envfile.text_refusal``)."""
+        return [f"config file {f.path} {f.refusal}" for f in self.files if f.refusal]
+
+    def mark_reported(self, names: Iterable[str]) -> None:
+        """The problems of these settings were logged already: the accessors do not log them again."""
+        self._warned.update(names)
 
     @property
     def merged(self) -> dict[str, str]:

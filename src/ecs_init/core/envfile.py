@@ -4,11 +4,18 @@
 entries with their line numbers and what was ignored. A file is read
 without following a symlink into a FIFO or device, never blocking, and at
 most 1 MiB of it.
+
+Two kinds of trouble are kept apart: ``error`` (the file cannot be used at
+all: larger than 1 MiB, unreadable, not a regular file; it is ignored, with
+one error line) and ``refusal`` (the file was read but is not KEY=VALUE text:
+``text_refusal``'s rule; pre-start and start refuse to run with it, since an
+agent started from such a file would run without its cluster).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 
 from ecs_init.core.fsutil import NotRegularFile, read_regular
@@ -17,7 +24,14 @@ log = logging.getLogger(__name__)
 
 # Files larger than this are refused rather than read (hostile input).
 MAX_CONFIG_BYTES = 1024 * 1024
+# Files with more lines than this are refused too: it bounds the memory and work of every reader.
 MAX_CONFIG_LINES = 10000
+# text_refusal: a file where more than this share of the characters is not text is binary.
+MAX_NON_TEXT_SHARE = 0.10
+# A key the agent can read from its environment: a variable name.
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# What is not text: bytes that were not UTF-8 (decoded as U+FFFD), control characters but tab, LF, CR.
+_NON_TEXT = re.compile("[\ufffd\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,7 @@ class EnvFile:
     error: str = ""
     entries: list[Entry] = field(default_factory=list)
     ignored: list[tuple[int, str]] = field(default_factory=list)  # (line number, text) of lines without '='
+    refusal: str = ""  # why this is not a KEY=VALUE text file ("" when it is): pre-start and start refuse it
 
     @property
     def values(self) -> dict[str, str]:
@@ -93,12 +108,55 @@ def read(path: str) -> EnvFile:
     if len(data) > MAX_CONFIG_BYTES:
         result.error = f"is larger than {MAX_CONFIG_BYTES} bytes"
         return result
-    text = data.decode("utf-8", errors="replace").replace("\x00", "\n")
-    if text.count("\n", 0, len(text.rstrip())) >= MAX_CONFIG_LINES:  # bounds the memory and work of every reader
+    decoded = data.decode("utf-8", errors="replace")
+    text = decoded.replace("\x00", "\n")
+    if text.count("\n", 0, len(text.rstrip())) >= MAX_CONFIG_LINES:
         result.error = f"has more than {MAX_CONFIG_LINES} lines"
         return result
+    result.refusal = text_refusal(decoded)
     result.entries, result.ignored = parse_lines(text)
     return result
+
+
+def is_name(key: str) -> bool:
+    """Whether ``key`` is a variable name (letters, digits, ``_``; not starting with a digit)."""
+    return _NAME.fullmatch(key) is not None
+
+
+def text_refusal(text: str) -> str:
+    """Why ``text`` (an env file, decoded with replacement characters) is not a KEY=VALUE text file,
+    or "" when it is. The rule:
+
+    - a NUL byte anywhere: binary;
+    - more than 10 % of its characters are not text (bytes that are not UTF-8, control
+      characters other than tab, CR and LF): binary;
+    - among its lines that are not blank and not ``#`` comments, no ``KEY=VALUE`` line
+      (a variable name, ``=``, a value), or more than half of them are not ``KEY=VALUE``.
+
+    An empty file, or one of comments only, is text.
+    """
+    if "\x00" in text:
+        return "holds NUL bytes: it is a binary file, not KEY=VALUE text"
+    if text:
+        bad = len(_NON_TEXT.findall(text))
+        if bad > MAX_NON_TEXT_SHARE * len(text):
+            return (
+                f"is binary: {100 * bad // len(text)}% of it is not text (bytes that are not UTF-8, control characters)"
+            )
+    content = [
+        (number, line.strip())
+        for number, line in enumerate(text.split("\n"), start=1)
+        if line.strip() and not line.strip().startswith("#")
+    ]
+    malformed = [number for number, line in content if "=" not in line or not is_name(line.split("=", 1)[0].strip())]
+    if not malformed:
+        return ""
+    shown = ", ".join(str(n) for n in malformed[:5]) + (f" and {len(malformed) - 5} more" if len(malformed) > 5 else "")
+    if len(malformed) == len(content):
+        return f"has no KEY=VALUE line: none of its {len(content)} line(s) sets a variable (lines {shown})"
+    if 2 * len(malformed) > len(content):
+        return f"is mostly not KEY=VALUE text: {len(malformed)} of its {len(content)} lines are not (lines {shown})"
+    return ""
 
 
 def read_env_file(path: str) -> dict[str, str]:

@@ -23,6 +23,30 @@ class Exit(enum.IntEnum):
     FAILURE = 255  # any other failure (the Go program's -1)
 
 
+# What each exit code of ``amazon-ecs-init`` means, by member (``--help`` lists them, grouped by
+# number; tests/unit/test_cli.py keeps this complete).
+EXIT_MEANINGS: dict[str, str] = {
+    "OK": "success (start: the agent exited 0, or SIGTERM/SIGINT stopped it)",
+    "USAGE": "usage error: no or an unknown action, an unknown option",
+    "CHECK_FAILED": "check: at least one check FAILed",
+    "STATUS_UNKNOWN": "status: cannot tell (Docker or the agent's endpoint does not answer)",
+    "STATUS_NOT_RUNNING": "status: the agent container is not running",
+    "TERMINAL": "start: the agent asked not to be restarted (systemd's RestartPreventExitStatus=5)",
+    "FAILURE": "any other failure, logged as one line",
+}
+
+
+def exit_code_lines() -> list[str]:
+    """``code  meaning`` lines, one per member of ``Exit`` (a code shared by several shown once)."""
+    by_code: dict[int, list[str]] = {}
+    for name, member in Exit.__members__.items():
+        by_code.setdefault(int(member), []).append(EXIT_MEANINGS[name])
+    lines = []
+    for code, texts in sorted(by_code.items()):
+        lines += [f"{str(code) if i == 0 else '':<4} {text}" for i, text in enumerate(texts)]
+    return lines
+
+
 class AgentExit(enum.IntEnum):
     """Exit codes of the agent container, as the supervision policy reads them."""
 

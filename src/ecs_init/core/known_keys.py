@@ -7,6 +7,7 @@ release 1.105.1, with the ecs-init keys the Go implementation reads).
 known keys whose value is a boolean (the agent parses them like Go's
 ``strconv.ParseBool``; the rule ecs-init itself applies to the switches it
 reads is the settings table's, ``core/settings.py``, where five of them are exactly-``true``).
+``JSON_KEYS``: known keys whose value the agent parses as JSON.
 """
 
 from __future__ import annotations
@@ -175,3 +176,17 @@ BOOLEAN_KEYS: frozenset[str] = frozenset(
         "ECS_WARM_POOLS_CHECK",
     }
 )
+
+# Known keys whose value the agent parses as JSON: key -> (the JSON type it expects, whether the agent
+# refuses to start on an invalid value). The agent's config parser (agent release 1.105.1): the
+# three objects/arrays read with json.Unmarshal fail its configuration; the others are a warning
+# and an empty value. ECS_AGENT_LABELS and ECS_LOG_OPTS are ecs-init's own (agent/spec.py parses them).
+JSON_KEYS: dict[str, tuple[str, bool]] = {
+    "ECS_INSTANCE_ATTRIBUTES": ("object", True),
+    "ECS_CONTAINER_INSTANCE_TAGS": ("object", True),
+    "ECS_AWSVPC_ADDITIONAL_LOCAL_ROUTES": ("array", True),
+    "ECS_RESERVED_PORTS": ("array", False),
+    "ECS_RESERVED_PORTS_UDP": ("array", False),
+    "ECS_AVAILABLE_LOGGING_DRIVERS": ("array", False),
+    "ECS_VOLUME_PLUGIN_CAPABILITIES": ("array", False),
+}

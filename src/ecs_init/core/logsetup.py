@@ -46,7 +46,13 @@ def _quote(value: str) -> str:
 
 
 class LogfmtFormatter(logging.Formatter):
-    """``level=info time=2026-11-27T21:36:33Z msg="pre-start"``"""
+    """``level=info time=2026-11-27T21:36:33Z msg="pre-start"``, then ``pid=1234`` when ``pid`` is set:
+    pre-start, start, stop and post-stop are separate processes writing one log, and a quick
+    restart interleaves their lines."""
+
+    def __init__(self, pid: bool = False) -> None:
+        super().__init__()
+        self.pid = pid
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
@@ -55,6 +61,8 @@ class LogfmtFormatter(logging.Formatter):
         if record.exc_info and record.levelno <= logging.DEBUG:
             msg += " " + self.formatException(record.exc_info)
         line = f"level={level} time={stamp} msg={_quote(msg)}"
+        if self.pid:
+            line += f" pid={record.process}"
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             for key, value in fields.items():
@@ -82,7 +90,7 @@ def setup(log_file: str | None, level_name: str = "info", console: bool = True) 
         root.setLevel(logging.CRITICAL + 10)
         return
     root.setLevel(level)
-    formatter = LogfmtFormatter()
+    formatter = LogfmtFormatter(pid=True)
     redactor = RedactFilter()
     if console:
         stream = logging.StreamHandler(sys.stderr)

@@ -28,6 +28,7 @@ from ecs_init.host.netrules import (
     NetFacts,
     Rule,
     RuleSettings,
+    introspection_rule_of,
     plan_inserts,
     plan_setup,
     stale_introspection_rule,
@@ -165,7 +166,8 @@ def _remove_stale(ctx: HostContext, family: str) -> int:
         ctx.runner.run(
             [tool, "-w", str(XTABLES_WAIT_SECONDS), "-t", "filter", "-D", "INPUT", *spec], check=True, timeout=_TIMEOUT
         )
-        log.info("removed rule: %s -t filter %s", tool, line.strip())
+        rule = introspection_rule_of(spec, family)
+        log.info("removed rule (%s): %s", rule.purpose, rule)
         removed += 1
     return removed
 
@@ -189,7 +191,7 @@ def teardown(ctx: HostContext) -> None:
             failures.append(str(err))
             continue
         if count:
-            log.info("removed rule (%d %s): %s", count, "copy" if count == 1 else "copies", rule)
+            log.info("removed rule (%s%s): %s", rule.purpose, f", {count} copies" if count > 1 else "", rule)
     for family in [IPV4, IPV6] if found.ipv6 else [IPV4]:
         try:
             _remove_stale(ctx, family)

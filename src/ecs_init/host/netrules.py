@@ -223,6 +223,14 @@ def stale_introspection_rule(line: str) -> list[str] | None:
     return spec
 
 
+def introspection_rule_of(spec: Sequence[str], family: str) -> Rule:
+    """The rule a ``stale_introspection_rule`` spec is, in the shape pre-start adds it (so that
+    post-stop logs it as pre-start did, not as ``iptables -S`` prints it)."""
+    flag = "-i" if "-i" in spec else "--in-interface"
+    iface = spec[list(spec).index(flag) + 1]
+    return bridge_accept(family, iface) if spec[-1] == "ACCEPT" else introspection_block(family, iface)
+
+
 def parse_loopback(ip_link_output: str) -> str | None:
     """The first interface with the LOOPBACK flag in ``ip -o link show`` output."""
     for line in ip_link_output.splitlines():

@@ -23,6 +23,7 @@ its layers, and a download needs room for the tarball.
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from typing import Any, Optional, Sequence
@@ -156,12 +157,20 @@ def format_human(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(ctx: HostContext, args: Sequence[str]) -> int:
-    parser = make_parser("check", "Check Docker, ecs.config, the cached agent tarball and the host.")
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(
+        "check",
+        "Check Docker, ecs.config, the cached agent tarball and the host. Exit 1 when a check FAILs, 0 otherwise.",
+        schema="check.schema.json (with --network: check-network.schema.json)",
+    )
     parser.add_argument(
         "--network", action="store_true", help="check connectivity instead: metadata, ECS, S3, proxy, credentials"
     )
-    opts = parser.parse_args(list(args))
+    return parser
+
+
+def main(ctx: HostContext, args: Sequence[str]) -> int:
+    opts = build_parser().parse_args(list(args))
     if opts.network:
         from ecs_init.ops import netcheck  # only this option pays for sockets, TLS and threads
 

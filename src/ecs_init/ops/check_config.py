@@ -1,37 +1,42 @@
-"""``check``'s configuration checks: the env files, their keys, booleans, this program's settings, and the
-values the container spec could not use (the same builders ``start`` uses report them)."""
+"""``check``'s configuration checks: the env files, their keys, booleans, JSON values, this program's
+settings, and the values the container spec could not use.
+
+The problems come from ``agent.config_problems.find``, the one producer ``render`` shows and
+``pre-start``/``start`` log; here they become named checks (and a PASS where a class has none).
+"""
 
 from __future__ import annotations
 
-import difflib
-from typing import Any, Optional, Sequence
-
+from ecs_init.agent import config_problems as cp
 from ecs_init.agent import spec
-from ecs_init.core import redact, settings
+from ecs_init.agent.config_problems import ConfigProblems, Problem
+from ecs_init.core import settings
 from ecs_init.core.config import Config
 from ecs_init.core.envfile import EnvFile
-from ecs_init.core.known_keys import BOOLEAN_KEYS, KNOWN_KEYS
 from ecs_init.ops.report import FAIL, PASS, WARN, Check
-
-SUGGESTION_CUTOFF = 0.75
-MAX_LISTED = 50  # unknown or repeated keys listed one by one; the rest are counted
 
 
 def config_checks(cfg: Config) -> list[Check]:
     """Every configuration check, on the files as ``cfg`` read them."""
+    found = cp.find(cfg)
+    cfg.mark_reported(found.setting_names())  # reported here: not logged again while checking
     operator, instance = (
         cfg.files if len(cfg.files) == 2 else (EnvFile(cfg.paths.ecs_config), EnvFile(cfg.paths.instance_config))
     )
-    files = (operator, instance)
-    checks = [check_config_file(operator, "operator"), check_config_file(instance, "instance")]
-    checks += check_keys(files)
-    checks += check_booleans(cfg, files)
-    checks += check_settings(cfg)
-    checks += check_spec_values(cfg)
+    checks = [check_config_file(operator, "operator", found), check_config_file(instance, "instance", found)]
+    checks += check_keys(found)
+    checks += check_booleans(found)
+    checks += check_json(found)
+    checks += check_settings(found)
+    checks += check_spec_values(cfg, found)
     return checks
 
 
-def check_config_file(cf: EnvFile, label: str) -> Check:
+def _check(name: str, problem: Problem) -> Check:
+    return Check(name, FAIL if problem.fail else WARN, problem.reason, problem.hint, dict(problem.details))
+
+
+def check_config_file(cf: EnvFile, label: str, found: ConfigProblems) -> Check:
     name = f"config.{label}"
     if not cf.present:
         if label == "operator":
@@ -43,161 +48,63 @@ def check_config_file(cf: EnvFile, label: str) -> Check:
                 {"file": cf.path},
             )
         return Check(name, PASS, f"{cf.path} does not exist (nothing set by the platform)", "", {"file": cf.path})
-    if cf.error:
-        return Check(
-            name, FAIL, f"{cf.path} {cf.error}", f"make {cf.path} a readable KEY=VALUE text file", {"file": cf.path}
-        )
-    if cf.ignored:
-        listed = [n for n, _ in cf.ignored[:MAX_LISTED]]
-        numbers = ", ".join(str(n) for n in listed)
-        if len(cf.ignored) > MAX_LISTED:
-            numbers += f" and {len(cf.ignored) - MAX_LISTED} more"
+    for kind in (cp.FILE, cp.NOT_TEXT):
+        for problem in found.of(kind, cf.path):
+            return Check(name, FAIL, problem.reason, problem.hint, {"file": cf.path})
+    malformed = found.of(cp.MALFORMED, cf.path)
+    if malformed:
+        lines = [int(p.details["line"]) for p in malformed]
+        more = len(cf.ignored) - len(lines)
+        numbers = ", ".join(str(n) for n in lines) + (f" and {more} more" if more > 0 else "")
         return Check(
             name,
             WARN,
             f"{cf.path}: line(s) {numbers} have no '=' and are ignored",
             "write one KEY=VALUE per line",
-            {"file": cf.path, "lines": listed},
+            {"file": cf.path, "lines": lines},
         )
     return Check(name, PASS, f"{cf.path}: {len(cf.entries)} setting(s)", "", {"file": cf.path})
 
 
-def suggest_key(key: str) -> Optional[str]:
-    upper = key.upper().lstrip("#").strip()
-    if upper in KNOWN_KEYS:
-        return upper
-    words = upper.split()
-    if len(words) > 1 and words[0] in KNOWN_KEYS:  # "KEY value": a space instead of '='
-        return words[0]
-    matches = difflib.get_close_matches(upper, sorted(KNOWN_KEYS), n=1, cutoff=SUGGESTION_CUTOFF)
-    return matches[0] if matches else None
-
-
-def check_keys(files: Sequence[EnvFile]) -> list[Check]:
-    """WARN each unknown key (with a did-you-mean) and each key set twice in one file.
-
-    Bounded, whatever the files hold: the first ``MAX_LISTED`` of each kind
-    are listed, the rest counted in one summary check (a did-you-mean costs
-    a fuzzy match against every known key).
-    """
-    unknown: list[Check] = []
-    duplicates: list[Check] = []
-    more = {"config.unknown-key": 0, "config.duplicate-key": 0}
-    for cf in files:
-        seen: dict[str, int] = {}  # key -> its first line in this file
-        for entry in cf.entries:
-            where = f"{cf.path}:{entry.line}"
-            first = seen.setdefault(entry.key, entry.line)
-            if first != entry.line:
-                if len(duplicates) < MAX_LISTED:
-                    duplicates.append(_repeated_key(cf.path, entry.key, where, entry.line, first))
-                else:
-                    more["config.duplicate-key"] += 1
-            elif entry.key not in KNOWN_KEYS:
-                if len(unknown) < MAX_LISTED:
-                    unknown.append(_unknown_key(cf.path, entry.key, where, entry.line))
-                else:
-                    more["config.unknown-key"] += 1
-    out = [*duplicates, *unknown]
-    for name, count in more.items():
-        if count:
-            what = "unknown key(s)" if name == "config.unknown-key" else "repeated key(s)"
-            out.append(
-                Check(
-                    name,
-                    WARN,
-                    f"{count} more {what} not listed (only the first {MAX_LISTED} are)",
-                    "fix the ones listed and run check again",
-                    {"count": count},
-                )
+def check_keys(found: ConfigProblems) -> list[Check]:
+    out = [_check("config.duplicate-key", p) for p in found.of(cp.DUPLICATE_KEY)]
+    unknown = found.of(cp.UNKNOWN_KEY)
+    out += [_check("config.unknown-key", p) for p in unknown]
+    total = found.totals.get(cp.UNKNOWN_KEY, 0)
+    if total > len(unknown):
+        out.append(
+            Check(
+                "config.unknown-key",
+                WARN,
+                f"and {total - len(unknown)} more unknown key(s) (only the first {len(unknown)} are listed)",
+                "check the spelling against the ECS agent's configuration documentation",
             )
-    if not unknown:
-        count = len({entry.key for cf in files for entry in cf.entries})
-        out.insert(0, Check("config.keys", PASS, f"all {count} key(s) are known"))
+        )
+    if not total:
+        out.insert(0, Check("config.keys", PASS, f"all {found.keys} key(s) are known"))
     return out
 
 
-def _repeated_key(path: str, key: str, where: str, line: int, first: int) -> Check:
-    # a malformed key part that looks like a secret key (``KEY value`` with a space
-    # instead of '=') carries the value in the key: shown by its name only
-    shown = redact.display_key(key)
-    return Check(
-        "config.duplicate-key",
-        WARN,
-        f"{shown} is set again at {where} (first at line {first}); the last one wins",
-        f"keep one {shown} line",
-        {"key": shown, "file": path, "line": line},
-    )
-
-
-def _unknown_key(path: str, key: str, where: str, line: int) -> Check:
-    shown = redact.display_key(key)
-    suggestion = suggest_key(key)
-    details: dict[str, Any] = {"key": shown, "file": path, "line": line, "suggestion": suggestion}
-    if key.startswith("#"):
-        hint = "ecs.config has no comments: this line sets a variable literally named " + repr(shown)
-        hint += f"; delete the line{' or remove the #' if suggestion else ''}"
-    elif shown != key and suggestion:
-        hint = f"write {suggestion}=<value>, with '=' right after the key"
-    elif suggestion:
-        hint = f"did you mean {suggestion}?"
-    else:
-        hint = "check the spelling against the ECS agent's configuration documentation"
-    return Check("config.unknown-key", WARN, f"unknown key {shown} at {where}", hint, details)
-
-
-def check_booleans(cfg: Config, files: Sequence[EnvFile]) -> list[Check]:
+def check_booleans(found: ConfigProblems) -> list[Check]:
     """FAIL a boolean no rule can read; WARN a value only one of SPEC §3's two rules takes as true
     (``ECS_AGENT_RUN_PRIVILEGED=1`` is off for ecs-init, as for the Go program)."""
-    out = []
-    count = 0
-    for cf in files:
-        for entry in cf.entries:
-            own = settings.BY_NAME.get(entry.key)
-            if entry.key not in BOOLEAN_KEYS and (own is None or own.kind not in settings.BOOLEAN_KINDS):
-                continue
-            count += 1
-            where = f"{cf.path}:{entry.line}"
-            details = {"key": entry.key, "file": cf.path, "line": entry.line}
-            if settings.parse_bool(entry.value) is None:
-                out.append(
-                    Check(
-                        "config.boolean",
-                        FAIL,
-                        f"{entry.key}={entry.value!r} at {where} is not a boolean "
-                        "(ecs-init reads it as false, the agent uses its default)",
-                        "use true or false",
-                        details,
-                    )
-                )
-                continue
-            disagreement = settings.rules_disagree(own, entry.value) if own is not None else None
-            if disagreement is not None:
-                out.append(
-                    Check("config.boolean", WARN, f"{disagreement} (at {where})", "write true or false", details)
-                )
-    if not out:
-        out.append(Check("config.boolean", PASS, f"{count} boolean setting(s) parse"))
-    return out
+    out = [_check("config.boolean", p) for p in found.of(cp.BOOLEAN)]
+    return out or [Check("config.boolean", PASS, f"{found.booleans} boolean setting(s) parse")]
 
 
-def check_settings(cfg: Config) -> list[Check]:
-    """This program's own numbers and choices, by the settings table's rule: a value it would
-    replace by the default FAILs (the same words ``start`` logs)."""
-    out = []
-    for setting in settings.SETTINGS:
-        if setting.kind in settings.BOOLEAN_KINDS:
-            continue  # check_booleans
-        raw = cfg.raw(setting)
-        problem = settings.validate(setting, raw)
-        if problem is None:
-            continue
-        details = {"key": setting.name, "value": raw, "source": cfg.origin(setting)}
-        hint = f"write a value in range ({settings.kind_text(setting)}), or remove it for the default"
-        out.append(Check("config.setting", FAIL, f"{problem} (from {cfg.origin(setting)})", hint, details))
-    if not out:
-        out.append(Check("config.setting", PASS, "this program's own settings are in range"))
-    return out
+def check_json(found: ConfigProblems) -> list[Check]:
+    """The agent's JSON-valued keys (an invalid object in three of them stops the agent)."""
+    return [_check("config.json", p) for p in found.of(cp.JSON_VALUE)] or [
+        Check("config.json", PASS, "the agent's JSON values parse")
+    ]
+
+
+def check_settings(found: ConfigProblems) -> list[Check]:
+    """This program's own numbers and choices: a value it would replace by the default FAILs
+    (the same words ``start`` logs)."""
+    return [_check("config.setting", p) for p in found.of(cp.SETTING)] or [
+        Check("config.setting", PASS, "this program's own settings are in range")
+    ]
 
 
 _SPEC_CHECKS = (
@@ -211,21 +118,14 @@ _SPEC_CHECKS = (
 )
 
 
-def check_spec_values(cfg: Config) -> list[Check]:
+def check_spec_values(cfg: Config, found: ConfigProblems) -> list[Check]:
     """What the container spec's own builders (as ``start`` runs them) could not use as written."""
-    warnings: list[spec.SpecWarning] = []
-    labels, label_error = spec.parse_labels(cfg.merged.get(settings.AGENT_LABELS.name, ""))
-    if label_error:
-        warnings.append(spec.SpecWarning(settings.AGENT_LABELS.name, label_error))
-    log_config = spec.build_log_config(cfg, warnings)
+    labels, log_config, _ = cp.spec_warnings(cfg)
     out = []
     for setting, name, hint in _SPEC_CHECKS:
-        found = [w for w in warnings if w.key == setting.name]
-        origin = cfg.origin(setting)
-        for warning in found:
-            where = f" (set in {origin})" if origin else ""
-            out.append(Check(name, FAIL if warning.replaced else WARN, f"{warning.text}{where}", hint))
-        if found:
+        problems = [p for p in found.of(cp.SPEC) if p.key == setting.name]
+        out += [Check(name, FAIL if p.fail else WARN, p.reason, hint) for p in problems]
+        if problems:
             continue
         if setting is settings.AGENT_LABELS:
             text = f"ECS_AGENT_LABELS: {len(labels)} label(s)" if labels else "ECS_AGENT_LABELS is not set"

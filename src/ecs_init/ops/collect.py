@@ -30,6 +30,7 @@ manifest. Exit 0 when the bundle was written, 255 when it could not be.
 
 from __future__ import annotations
 
+import argparse
 import errno
 import json
 import os
@@ -230,13 +231,31 @@ def format_human(manifest: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(ctx: HostContext, args: Sequence[str]) -> int:
-    parser = make_parser("collect", "Write a support bundle: logs, configuration, state and host facts.")
+def _duration(text: str) -> str:
+    if parse_duration(text) is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30m, 24h or 7d")
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(
+        "collect",
+        "Write a support bundle: logs, configuration, state and host facts, secrets redacted. Exit 0 when the "
+        "bundle was written, 255 when it could not be.",
+    )
     parser.add_argument("--output", "-o", metavar="FILE", help="where to write the bundle (a file or a directory)")
     parser.add_argument(
-        "--since", metavar="DURATION", default=DEFAULT_SINCE, help="log records this recent: 90m, 24h, 7d (default 24h)"
+        "--since",
+        metavar="DURATION",
+        default=DEFAULT_SINCE,
+        type=_duration,
+        help="log records this recent: 90m, 24h, 7d (default 24h)",
     )
-    opts = parser.parse_args(list(args))
+    return parser
+
+
+def main(ctx: HostContext, args: Sequence[str]) -> int:
+    opts = build_parser().parse_args(list(args))
     seconds = parse_duration(opts.since)
     if seconds is None:
         raise UsageError(f"--since {opts.since!r} is not a duration like 30m, 24h or 7d")

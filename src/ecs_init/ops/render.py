@@ -1,9 +1,10 @@
 """``amazon-ecs-init render``: the agent container's create config, without starting anything.
 
 It builds the spec exactly as ``start`` does (``agent_spec.build_spec`` on
-the facts ``hostfacts.gather`` collects) but never contacts Docker and never
-changes the host: the one fact only Docker can tell, its API version, is
-taken from ``--api-version`` or assumed to be the preferred 1.44 (the
+the facts ``hostfacts.gather`` collects) but never changes the host: the one
+fact only Docker can tell, the API version ``start`` would speak, is taken
+from ``--api-version``, else asked of the engine (one version request, at
+most ``ASK_TIMEOUT`` seconds), else assumed to be the preferred 1.44 (the
 create config differs only for engines older than API 1.25). When the
 instance file enables GPU support and no NVIDIA device exists yet, ``start``
 would wait up to 30 s for one; ``render`` does not wait and shows the
@@ -12,20 +13,27 @@ config without it.
 Secrets (``ECS_ENGINE_AUTH_DATA`` and any key containing SECRET, TOKEN or
 PASSWORD, in the environment, labels and log options, and URL credentials)
 are redacted by key unless ``--show-secrets`` is given (see ``redact``).
+
+``warnings`` are the configuration's problems as ``start`` logs them, one line
+per class (``agent.config_problems``).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import Any, Optional, Sequence
 
-from ecs_init.agent import hostfacts
+from ecs_init.agent import config_problems, hostfacts
 from ecs_init.agent.spec import build_spec
 from ecs_init.core import redact, settings
-from ecs_init.core.errors import InitError, UsageError
+from ecs_init.core.config import Config
+from ecs_init.core.errors import InitError, first_line
 from ecs_init.docker.api import PREFERRED_MAX_API, version_tuple
 from ecs_init.host.context import HostContext
-from ecs_init.ops.report import make_parser, write_report
+from ecs_init.ops.report import connect_quick, make_parser, write_report
+
+ASK_TIMEOUT = 1.0  # seconds render waits for the engine to tell its API version
 
 
 class _NoDocker:
@@ -50,18 +58,42 @@ def redact_body(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def render(ctx: HostContext, api_version: Optional[str] = None, show_secrets: bool = False) -> dict[str, Any]:
-    """The document ``render --json`` prints."""
+def engine_api_version(cfg: Config, timeout: float = ASK_TIMEOUT) -> tuple[Optional[str], str]:
+    """The API version ``start`` would speak with the engine, if it answers within ``timeout``; else (None, why)."""
+    try:
+        engine = connect_quick(cfg, timeout)
+    except InitError as err:
+        return None, first_line(err)
+    try:
+        return engine.api_version, ""
+    finally:
+        engine.close()
+
+
+def render(
+    ctx: HostContext, api_version: Optional[str] = None, show_secrets: bool = False, ask_engine: bool = True
+) -> dict[str, Any]:
+    """The document ``render --json`` prints. Without ``api_version`` the engine is asked for it
+    (``ask_engine``), and only when it does not answer is the preferred version assumed."""
     cfg = ctx.cfg
     offline = HostContext(cfg=cfg, runner=ctx.runner, docker_factory=_no_docker)
+    notes: list[str] = []
+    source = "option"
+    if api_version is None and ask_engine:
+        api_version, why = engine_api_version(cfg)
+        source = "engine"
+        if api_version is None:
+            notes.append(
+                f"Docker API version {PREFERRED_MAX_API} assumed: the engine did not tell its version within "
+                f"{ASK_TIMEOUT:g}s ({why}); pass --api-version to match your engine (only engines older than "
+                "1.25 get a different config)"
+            )
+    elif api_version is None:
+        notes.append(f"Docker API version {PREFERRED_MAX_API} assumed (pass --api-version to match your engine)")
     assumed = api_version is None
     api = api_version or PREFERRED_MAX_API
-    notes: list[str] = []
-    if assumed:
-        notes.append(
-            f"Docker API version {api} assumed (render does not contact Docker; pass --api-version to match "
-            "your engine: only engines older than 1.25 get a different config)"
-        )
+    problems = config_problems.find(cfg)  # the warnings; the spec's builders need not log them again
+    cfg.mark_reported(problems.setting_names())
     facts = hostfacts.gather(offline, docker_api_version=api)
     appeared: Optional[bool] = None
     if cfg.instance_flag(settings.ENABLE_GPU_SUPPORT):
@@ -79,9 +111,10 @@ def render(ctx: HostContext, api_version: Optional[str] = None, show_secrets: bo
         "name": spec.name,
         "api_version": api,
         "api_version_assumed": assumed,
+        "api_version_source": "assumed" if assumed else source,
         "secrets_redacted": not show_secrets,
         "body": body,
-        "warnings": [str(w) for w in spec.warnings],
+        "warnings": problems.summary(),
         "notes": notes,
     }
 
@@ -91,7 +124,9 @@ def format_human(doc: dict[str, Any]) -> str:
     host = dict(body["HostConfig"])
     binds = host.pop("Binds", [])
     lines = [f"Container {doc['name']} from image {body['Image']}"]
-    api_note = " (assumed)" if doc["api_version_assumed"] else ""
+    api_note = {"assumed": " (assumed)", "engine": " (the engine's)", "option": " (--api-version)"}.get(
+        doc.get("api_version_source", ""), ""
+    )
     lines.append(
         f"Docker API {doc['api_version']}{api_note}; secrets {'redacted' if doc['secrets_redacted'] else 'SHOWN'}"
     )
@@ -123,13 +158,26 @@ def format_human(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(ctx: HostContext, args: Sequence[str]) -> int:
-    parser = make_parser("render", "Print the agent container config that `start` would create.")
+def _api_version(text: str) -> str:
+    if version_tuple(text) == (0,):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a version like 1.44")
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser("render", "Print the agent container config that `start` would create, touching nothing.")
     parser.add_argument("--show-secrets", action="store_true", help="do not redact secret values")
-    parser.add_argument("--api-version", help=f"the Docker API version to render for (default: {PREFERRED_MAX_API})")
-    opts = parser.parse_args(list(args))
-    if opts.api_version is not None and version_tuple(opts.api_version) == (0,):
-        raise UsageError(f"--api-version {opts.api_version!r} is not a version like 1.44")
+    parser.add_argument(
+        "--api-version",
+        type=_api_version,
+        help=f"the Docker API version to render for (default: the engine's, asked with a {ASK_TIMEOUT:g} s limit; "
+        f"{PREFERRED_MAX_API} assumed when it does not answer)",
+    )
+    return parser
+
+
+def main(ctx: HostContext, args: Sequence[str]) -> int:
+    opts = build_parser().parse_args(list(args))
     doc = render(ctx, opts.api_version, opts.show_secrets)
     text = json.dumps(doc, indent=2) if opts.json else format_human(doc)
     if not opts.show_secrets:

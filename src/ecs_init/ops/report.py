@@ -39,10 +39,19 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def make_parser(action: str, description: str) -> argparse.ArgumentParser:
+# Where the packages install the JSON schemas of the --json documents (and where they are in a source tree).
+SCHEMA_DIR = "/usr/share/amazon-ecs-init/schemas"
+SOURCE_SCHEMA_DIR = "src/ecs_init/schemas"
+
+
+def make_parser(action: str, description: str, schema: str = "") -> argparse.ArgumentParser:
+    """The parser of an operator command: ``--json`` (and ``-h``/``--help``) included."""
     parser = _Parser(prog=f"amazon-ecs-init {action}", description=description)
+    schema = schema or f"{action}.schema.json"
     parser.add_argument(
-        "--json", action="store_true", help="print one JSON document (see the schema in ecs_init/schemas)"
+        "--json",
+        action="store_true",
+        help=f"print one JSON document; its schema: {schema} in {SCHEMA_DIR}/ (in a source tree: {SOURCE_SCHEMA_DIR}/)",
     )
     return parser
 
@@ -121,6 +130,18 @@ def iso(epoch: Optional[float]) -> Optional[str]:
         return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
     except (OverflowError, OSError, ValueError):
         return None
+
+
+def for_people(value: Any, unknown: str = "unknown") -> str:
+    """A value in a human-readable report: never Python's ``None`` (``unknown`` instead), and what is
+    not a string or a number (``True``, a dict) as JSON, never as a Python repr."""
+    if value is None:
+        return unknown
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return json.dumps(value, default=str)
 
 
 def human_duration(seconds: Optional[float]) -> str:

@@ -11,6 +11,7 @@ answers; 3 the agent container is not running; 1 this cannot be told
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ from ecs_init.host.context import HostContext
 from ecs_init.ops.report import (
     connect_quick,
     fetch_metadata,
+    for_people,
     human_bytes,
     human_duration,
     iso,
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 
 
 XTABLES_WAIT = 1  # seconds iptables -C may wait for the xtables lock
+_s = for_people  # a value in the human report: never Python's None
 COMMAND_TIMEOUT = 5.0
 
 
@@ -106,13 +109,13 @@ def agent_part(engine: Optional[Engine], now: float) -> dict[str, Any]:
     part.update(
         state=str(st.get("Status") or ("running" if running else "exited")),
         running=running,
-        container_id=str(state.get("Id", "")) or None,
+        container_id=str(state.get("Id") or "") or None,
         started_at=iso(started),
         finished_at=None if running else iso(finished),
         uptime_seconds=round(now - started, 3) if running and started is not None else None,
         exit_code=None if running else st.get("ExitCode"),
-        image_id=str(state.get("Image", "")) or None,
-        image=str((state.get("Config") or {}).get("Image", "")) or None,
+        image_id=str(state.get("Image") or "") or None,
+        image=str((state.get("Config") or {}).get("Image") or "") or None,
     )
     return part
 
@@ -177,21 +180,8 @@ def introspection_part() -> dict[str, Any]:
 
 def cache_part(ctx: HostContext) -> dict[str, Any]:
     paths = ctx.paths
-    state = cache.read_state(paths)
-    try:
-        size: Optional[int] = os.path.getsize(paths.cache_tarball)
-    except OSError:
-        size = None
     desired, desired_error = cache.desired_image_name(paths)
-    return {
-        "state": state,
-        "state_name": cache.state_name(state),
-        "tarball": paths.cache_tarball,
-        "tarball_present": size is not None,
-        "tarball_bytes": size,
-        "desired_image": desired,
-        "desired_image_error": desired_error,
-    }
+    return {**cache.read_facts(paths).as_dict(), "desired_image": desired, "desired_image_error": desired_error}
 
 
 def last_event_part(ctx: HostContext) -> tuple[Optional[dict[str, Any]], Optional[str]]:
@@ -286,10 +276,6 @@ def verdict(report: dict[str, Any]) -> tuple[int, str]:
     return Exit.OK, "running"
 
 
-def _known(value: Any) -> str:
-    return "unknown" if value is None else str(value)
-
-
 def _yes_no(value: Optional[bool], yes: str = "yes", no: str = "NO") -> str:
     return "unknown" if value is None else (yes if value else no)
 
@@ -306,8 +292,8 @@ def format_human(report: dict[str, Any]) -> str:
     lines = [f"ECS agent: {report['summary']}", ""]
     lines.append("Docker")
     if d["reachable"]:
-        lines.append(f"  engine:        {d['version']} at {d['host']}")
-        lines.append(f"  API version:   {d['api_version']} (server {d['server_api_version']})")
+        lines.append(f"  engine:        {_s(d['version'])} at {d['host']}")
+        lines.append(f"  API version:   {_s(d['api_version'])} (server {_s(d['server_api_version'])})")
     else:
         lines.append(f"  NOT REACHABLE: {d['error']}")
     lines += ["", f"Agent container {a['container']}"]
@@ -316,11 +302,11 @@ def format_human(report: dict[str, Any]) -> str:
     else:
         lines.append(f"  state:         {a['state']}")
         if a["running"]:
-            lines.append(f"  uptime:        {human_duration(a['uptime_seconds'])} (since {a['started_at']})")
+            lines.append(f"  uptime:        {human_duration(a['uptime_seconds'])} (since {_s(a['started_at'])})")
         elif a["state"] != "absent":
-            lines.append(f"  exited:        code {a['exit_code']} at {a['finished_at']}")
+            lines.append(f"  exited:        code {_s(a['exit_code'])} at {_s(a['finished_at'])}")
         if a["image_id"]:
-            lines.append(f"  image:         {a['image']} {a['image_id']}")
+            lines.append(f"  image:         {_s(a['image'])} {a['image_id']}")
         if a["latest_image_id"] and a["latest_image_id"] != a["image_id"]:
             lines.append(f"  {AGENT_IMAGE} is now {a['latest_image_id']}")
         elif not a["latest_image_id"] and not a["error"]:
@@ -328,13 +314,13 @@ def format_human(report: dict[str, Any]) -> str:
     lines += ["", "Supervisor (amazon-ecs-init start)"]
     if s["present"]:
         pid = "pid unknown" if s["pid"] is None else f"pid {s['pid']} ({'running' if s['alive'] else 'not running'})"
-        lines.append(f"  process:       {pid}, state {_known(s['state'])}, since {_known(s['started_at'])}")
-        lines.append(
-            f"  restarts:      {_known(s['restarts'])} since it started;"
-            f" last agent exit code {_known(s['last_exit_code'])}"
-        )
+        lines.append(f"  process:       {pid}, state {_s(s['state'])}, since {_s(s['started_at'])}")
+        last = "none yet" if s["last_exit_code"] is None else s["last_exit_code"]
+        lines.append(f"  restarts:      {_s(s['restarts'])} since it started; last agent exit code: {last}")
         if s["upgrade"]:
-            lines.append(f"  watching an upgrade: {s['upgrade']['previous_image']} -> {s['upgrade']['new_image']}")
+            up = s["upgrade"]
+            since = f" since {up['started_at']}" if up.get("started_at") else ""
+            lines.append(f"  watching an upgrade: {_s(up.get('previous_image'))} -> {_s(up.get('new_image'))}{since}")
         if s["error"]:
             lines.append(f"  BROKEN:        {s['error']}")
     elif s["error"]:
@@ -343,29 +329,31 @@ def format_human(report: dict[str, Any]) -> str:
         lines.append(f"  no state file {s['file']}")
     lines += ["", "Introspection endpoint"]
     if i["answering"]:
-        lines.append(f"  version:       {i['version']}")
-        lines.append(f"  cluster:       {i['cluster']}")
-        lines.append(f"  instance ARN:  {i['container_instance_arn']}")
+        lines.append(f"  version:       {_s(i['version'])}")
+        lines.append(f"  cluster:       {_s(i['cluster'])}")
+        lines.append(f"  instance ARN:  {_s(i['container_instance_arn'], 'none (not registered)')}")
     else:
         lines.append(f"  NOT ANSWERING: {i['error']}")
     lines += ["", "Image cache"]
     size = f"{human_bytes(c['tarball_bytes'])}" if c["tarball_present"] else "missing"
-    lines.append(f"  state:         {c['state']} ({c['state_name']})")
+    lines.append(f"  state file:    {c['state_file']} {c['state_file_reading']}")
     lines.append(f"  tarball:       {c['tarball']} ({size})")
+    if c["effective_state"] != c["state"]:
+        lines.append(f"  cache state:   {c['effective_state']} ({c['effective_state_name']}): {c['effective_reason']}")
     if c["desired_image"]:
         lines.append(f"  desired image: {c['desired_image']}")
     elif c["desired_image_error"]:
         lines.append(f"  desired image: REFUSED: {c['desired_image_error']}")
-    lines += ["", "Last upgrade/rollback event"]
+    lines += ["", "Last event (upgrade, rollback, image load, heal)"]
     event = report["last_event"]
     if event:
-        details = " ".join(f"{k}={v}" for k, v in event.items() if k not in ("event", "time"))
-        lines.append(f"  {event.get('time')} {event.get('event')} {details}".rstrip())
+        details = " ".join(f"{k}={_s(v, 'none')}" for k, v in event.items() if k not in ("event", "time"))
+        lines.append(f"  {_s(event.get('time'), '(no time)')} {_s(event.get('event'))} {details}".rstrip())
     else:
         lines.append("  none" + (f" ({report['last_event_error']})" if report["last_event_error"] else ""))
     lines += ["", "Host network"]
     lines.append(
-        f"  route_localnet: {n['route_localnet']} ({_yes_no(n['route_localnet_ok'], 'in place', 'NOT in place')})"
+        f"  route_localnet: {_s(n['route_localnet'])} ({_yes_no(n['route_localnet_ok'], 'in place', 'NOT in place')})"
     )
     for rule in n["rules"]:
         mark = {True: "present", False: "MISSING", None: "unknown"}[rule["present"]]
@@ -375,9 +363,16 @@ def format_human(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    return make_parser(
+        "status",
+        "Show the state of the ECS agent, its supervisor, the image cache and the host. Exit 0: the agent runs "
+        "and answers; 3: it is not running; 1: cannot tell.",
+    )
+
+
 def main(ctx: HostContext, args: Sequence[str]) -> int:
-    parser = make_parser("status", "Show the state of the ECS agent, its supervisor, the image cache and the host.")
-    opts = parser.parse_args(list(args))
+    opts = build_parser().parse_args(list(args))
     report = gather(ctx)
     text = json.dumps(report, indent=2) if opts.json else format_human(report)
     write_report(redact.redact_text(text), human=not opts.json)

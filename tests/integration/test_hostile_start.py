@@ -39,6 +39,7 @@ def _fifo_events_symlinked_locator(prefix: str, tmp_path: Any) -> str:
     secret = tmp_path / "shadow"
     secret.write_text(SECRET + "\n")
     os.symlink(secret, os.path.join(cache_dir(prefix), "desired-image"))
+    os.unlink(events_file(prefix))  # the fixture's reload-cache recorded one
     os.mkfifo(events_file(prefix))
     return "it is a symlink (not followed)"
 
@@ -59,7 +60,8 @@ def test_a_failed_upgrade_never_blocks_or_kills_the_supervisor(
     expect = plant(prefix, tmp_path)
     since = time.time() - 0.2
     agent_exit_once(prefix, 42)
-    assert_failed_upgrade_recovered(prefix, v1_running, expect, since)  # backoff, v1 again, one event
+    # backoff, v1 again, one event in a new events file (the unusable one is replaced)
+    assert_failed_upgrade_recovered(prefix, v1_running, expect, since, events_before=())
     log_text = init_log(prefix)
     assert "refusing the desired-image locator" in log_text
     assert "starting a new events file" in log_text

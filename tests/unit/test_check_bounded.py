@@ -186,6 +186,7 @@ def test_every_watched_path_passes_when_absent_or_regular(tmp_path: Any) -> None
         ("files.ecs-config", "symlink", "PASS", "to a regular file (followed)"),
         ("files.ecs-config", "dangling", "WARN", "leads nowhere"),
         ("files.instance-config", "fifo", "FAIL", "is a FIFO, not a regular file: it is ignored"),
+        ("files.instance-config", "symlink", "FAIL", "never followed: it is ignored"),
         ("files.supervisor-lock", "symlink", "FAIL", "never followed: start refuses to run"),
         ("files.os-release", "fifo", "FAIL", "is a FIFO, not a regular file: the platform is taken as generic"),
         ("files.os-release", "symlink", "PASS", "to a regular file (followed)"),

@@ -319,3 +319,24 @@ def test_the_ebs_dir_is_made_0755_through_no_link(tmp_path: Any) -> None:
     assert os.stat(ctx.paths.ebs_dir).st_mode & 0o777 == 0o755
     facts = hostfacts.gather(ctx, docker_api_version="1.44")
     assert build_spec(ctx.cfg, facts).env["ECS_EBSTA_SUPPORTED"] == "true"
+
+
+# ---------------------------------------------------------------- the ecs.config files
+
+
+def test_the_instance_config_is_never_read_through_a_symlink(tmp_path: Any) -> None:
+    """/var/lib/ecs is the agent container's to write: a link there would hand any root-readable file's
+    KEY=VALUE lines to the agent. Root's /etc/ecs/ecs.config is still followed, as the Go program does."""
+    paths = Paths(prefix=str(tmp_path / "root"))
+    for path in (paths.instance_config, paths.ecs_config):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    credentials = tmp_path / "credentials"
+    credentials.write_text("aws_secret_access_key=hunter2hunter2hunter2\nECS_CLUSTER=stolen\n")
+    os.symlink(credentials, paths.instance_config)
+    cfg = Config.load({}, paths)
+    operator, instance = cfg.files
+    assert instance.present and instance.error == "is a symlink (not followed)" and instance.entries == []
+    assert cfg.instance == {} and "aws_secret_access_key" not in cfg.merged
+    os.unlink(paths.instance_config)
+    os.symlink(credentials, paths.ecs_config)
+    assert Config.load({}, paths).merged["ECS_CLUSTER"] == "stolen"  # root's own file: followed

@@ -14,6 +14,7 @@ agent started from such a file would run without its cluster).
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 from dataclasses import dataclass, field
@@ -87,22 +88,23 @@ def parse_env_text(text: str) -> dict[str, str]:
     return {entry.key: entry.value for entry in parse_lines(text)[0]}
 
 
-def read(path: str) -> EnvFile:
+def read(path: str, follow_symlinks: bool = True) -> EnvFile:
     """Read an env file; a missing file is empty; never raises, never logs.
 
     Huge, binary or non-UTF-8 files are handled: bytes that are not UTF-8 are
     replaced, NUL bytes end a line, and files over 1 MiB or 10 000 lines are refused.
+    With ``follow_symlinks=False`` a symlink is refused too (a file in a directory
+    the agent container can write).
     """
     result = EnvFile(path)
     try:
-        data = read_regular(path, MAX_CONFIG_BYTES + 1)
+        data = read_regular(path, MAX_CONFIG_BYTES + 1, follow_symlinks=follow_symlinks)
     except FileNotFoundError:
         return result
-    except NotRegularFile as err:
-        result.present, result.error = True, str(err)[len(path) + 1 :] if str(err).startswith(path) else str(err)
-        return result
     except OSError as err:
-        result.present, result.error = True, f"cannot be read: {err.strerror or err}"
+        if err.errno != errno.ELOOP or follow_symlinks:
+            return _unreadable(result, err)
+        result.present, result.error = True, "is a symlink (not followed)"
         return result
     result.present = True
     if len(data) > MAX_CONFIG_BYTES:
@@ -157,6 +159,16 @@ def text_refusal(text: str) -> str:
     if 2 * len(malformed) > len(content):
         return f"is mostly not KEY=VALUE text: {len(malformed)} of its {len(content)} lines are not (lines {shown})"
     return ""
+
+
+def _unreadable(result: EnvFile, err: OSError) -> EnvFile:
+    path = result.path
+    if isinstance(err, NotRegularFile):
+        result.error = str(err)[len(path) + 1 :] if str(err).startswith(path) else str(err)
+    else:
+        result.error = f"cannot be read: {err.strerror or err}"
+    result.present = True
+    return result
 
 
 def read_env_file(path: str) -> dict[str, str]:

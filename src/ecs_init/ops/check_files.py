@@ -7,7 +7,8 @@ symlink or a special file (refuses it with one line, never blocks, never
 follows the link) is said, with the fix. A symlink is fine only where it
 is followed on purpose: ``/etc/os-release`` (root-owned, normally a link),
 the cached tarball (the packages link ``ecs-agent.tar`` to the versioned
-tarball beside it) and the ecs.config files (as the Go program reads them).
+tarball beside it) and /etc/ecs/ecs.config (root's, read as the Go program reads it; not the instance
+file in /var/lib/ecs, which the agent container can write).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def watched(paths: Paths) -> list[Watched]:
             config,
             follows=True,
         ),
-        Watched("instance-config", paths.instance_config, "it is ignored", config, follows=True),
+        Watched("instance-config", paths.instance_config, "it is ignored", config),
         Watched("init-log", paths.init_log, "this program logs to the console only"),
         Watched("events", paths.events_file, "status shows no upgrade history; start replaces it with a new file"),
         Watched("supervisor-state", paths.supervisor_state, "status cannot show the supervisor; start replaces it"),

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import subprocess
 import sys
 from typing import Optional, Tuple
 
@@ -35,6 +34,8 @@ MAX_REPO_DEPTH = 4
 
 
 def _git(repo: str, *args: str) -> Optional[str]:
+    import subprocess  # only a source checkout runs git: the packaged program records its revision at build time
+
     env = dict(os.environ, LC_ALL="C", GIT_OPTIONAL_LOCKS="0")
     try:
         proc = subprocess.run(

@@ -169,8 +169,11 @@ def stage(prefix: str, source: str, name: str) -> str:
     return dest
 
 
-def assert_failed_upgrade_recovered(prefix: str, ctx: dict[str, Any], expect_log: str, since: float) -> None:
-    """After a refused/failed upgrade: backoff, the old image restarted, unchanged."""
+def assert_failed_upgrade_recovered(
+    prefix: str, ctx: dict[str, Any], expect_log: str, since: float, events_before: tuple[str, ...] = ("reload-cache",)
+) -> None:
+    """After a refused/failed upgrade: backoff, the old image restarted, unchanged; the events file holds
+    ``events_before`` (the fixture's reload-cache), then the failure."""
     cid = wait_serving(V1, other_than=ctx["container"])
     gap = restart_gap(since)
     print(f"failed upgrade -> old agent restarted: {gap:.3f}s")
@@ -183,7 +186,7 @@ def assert_failed_upgrade_recovered(prefix: str, ctx: dict[str, Any], expect_log
     assert "agent upgrade failed" in after
     assert "restarting the agent in" in after, "a failed upgrade must fall through to backoff"
     kinds = [e["event"] for e in events(prefix)]
-    assert kinds == ["reload-cache", "upgrade-failed"], kinds  # the fixture's reload-cache, then the failure
+    assert kinds == [*events_before, "upgrade-failed"], kinds
     assert ctx["sup"].proc.poll() is None
     ctx["container"] = cid
 

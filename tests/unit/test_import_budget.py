@@ -166,6 +166,7 @@ def test_the_stop_path_is_the_engine_client_and_little_else(tmp_path: object, st
         "ecs_init.core.fsutil",
         "ecs_init.core.logsetup",
         "ecs_init.core.paths",
+        "ecs_init.core.printable",
         "ecs_init.core.redact",
         "ecs_init.core.settings",
         "ecs_init.docker",

@@ -12,7 +12,7 @@ from typing import Optional
 
 from ecs_init.agent.spec import AGENT_IMAGE
 from ecs_init.core.errors import ImageLoadError, InitError
-from ecs_init.core.fsutil import NotRegularFile, atomic_write, read_regular
+from ecs_init.core.fsutil import atomic_write, is_refusal, open_regular, read_regular, refusal
 from ecs_init.core.paths import Paths
 from ecs_init.host.context import HostContext
 
@@ -137,13 +137,12 @@ def read_facts(paths: Paths) -> CacheFacts:
         size = None
     value: Optional[int] = None
     try:
-        raw = read_regular(paths.cache_state, MAX_STATE_BYTES + 1)
+        # never through a symlink: the agent container can write the cache dir
+        raw = read_regular(paths.cache_state, MAX_STATE_BYTES + 1, follow_symlinks=False)
     except FileNotFoundError:
         reading = "is missing"
-    except NotRegularFile:
-        reading = "is not a regular file"
     except OSError as err:
-        reading = f"cannot be read ({err.strerror or err})"
+        reading = refusal(err) if is_refusal(err) else f"cannot be read ({err.strerror or err})"
     else:
         text = raw.decode("ascii", errors="replace")
         if not raw.strip():
@@ -199,12 +198,12 @@ def load_tarball(ctx: HostContext, path: str, image: str = AGENT_IMAGE) -> str:
     EngineError (one line) when Docker refuses the archive or goes away.
     """
     try:
-        size = os.path.getsize(path)
-        fh = open(path, "rb")  # noqa: SIM115 - closed in the finally below
-    except IsADirectoryError:
-        raise ImageLoadError(f"cannot load agent image: {path} is a directory")
+        # non-blocking and regular files only: a FIFO planted there must not hang the supervisor
+        fd, info = open_regular(path)
     except OSError as err:
-        raise ImageLoadError(f"cannot load agent image: cannot read {path}: {err.strerror or err}")
+        raise ImageLoadError(f"cannot load agent image: {path} {refusal(err)}")
+    size = info.st_size
+    fh = os.fdopen(fd, "rb")
     started = time.monotonic()
     log.info("loading agent image from %s (%d bytes)", path, size)
     from ecs_init.agent.progress import Progress, ProgressReader
@@ -287,25 +286,48 @@ def load_cached(ctx: HostContext, event: str, **details: object) -> str:
     return image_id
 
 
+def read_desired_image(paths: Paths) -> str:
+    """The first line of the desired-image locator, stripped (maybe empty).
+
+    Raises InitError, with one line that never quotes the content, when the
+    locator is missing, unreadable, a symlink (never followed: the agent
+    container can write the cache dir, and a followed link would echo the
+    first line of any file into ``status``, the log and the events file) or
+    anything but a regular file (a FIFO never blocks the reader).
+    """
+    locator = paths.desired_image
+    try:
+        raw = read_regular(locator, MAX_LOCATOR_BYTES, follow_symlinks=False)
+    except OSError as err:
+        if is_refusal(err):
+            raise InitError(f"refusing the desired-image locator {locator}: it {refusal(err)}")
+        raise InitError(f"cannot read the desired-image locator {locator}: {err.strerror or err}")
+    return raw.decode("utf-8", errors="replace").split("\n", 1)[0].strip()
+
+
+def desired_image_name(paths: Paths) -> tuple[str | None, str | None]:
+    """For ``status``: (the locator's first line, None), (None, why it is refused), or (None, None)
+    when there is no locator or it is blank."""
+    if not os.path.lexists(paths.desired_image):
+        return None, None
+    try:
+        return read_desired_image(paths) or None, None
+    except InitError as err:
+        return None, str(err)
+
+
 def resolve_desired_image(paths: Paths) -> str:
     """The tarball named by desired-image's first line, confined to the cache dir (SPEC §5).
 
     Returns the tarball's resolved path. Raises InitError, with one line
-    naming the reason, when the locator is missing, unreadable, not a
-    regular file or empty (first line blank), or when its first line is not
-    a bare file name (an absolute path, a directory part, ``.``/``..``, a
-    NUL), or names something that resolves outside the cache dir (a symlink
-    leading out) or is not a regular file.
+    naming the reason, when the locator is refused (``read_desired_image``)
+    or empty (first line blank), or when its first line is not a bare file
+    name (an absolute path, a directory part, ``.``/``..``, a NUL), or names
+    something that resolves outside the cache dir (a symlink leading out)
+    or is not a regular file.
     """
     locator = paths.desired_image
-    try:
-        # non-blocking: a FIFO planted as the locator must not hang the supervisor
-        raw = read_regular(locator, MAX_LOCATOR_BYTES)
-    except NotRegularFile:
-        raise InitError(f"refusing the desired-image locator {locator}: not a regular file")
-    except OSError as err:
-        raise InitError(f"cannot read the desired-image locator {locator}: {err.strerror or err}")
-    first = raw.decode("utf-8", errors="replace").split("\n", 1)[0].strip()
+    first = read_desired_image(paths)
     if not first:
         raise InitError(f"the desired-image locator {locator} is empty: no image to upgrade to")
     cache_dir = paths.cache_dir

@@ -124,8 +124,10 @@ class ConfigProblems:
         return {p.key for p in self.items if p.key in settings.BY_NAME}
 
 
-def printable(text: str) -> str:
-    """``text`` with what a terminal would act on (control characters, ESC) written as escapes."""
+def visible_key(text: str) -> str:
+    """A key as written, every character a reader could not see written as an escape: controls
+    (what ``core.printable`` escapes in all output) and also invisible ones (a no-break or
+    zero-width space in ``ECS_CLUSTER\u00a0`` is the typo to show)."""
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
@@ -208,7 +210,7 @@ def _keys(out: ConfigProblems, files: list[EnvFile]) -> None:
             where = f"{cf.path}:{entry.line}"
             # a malformed key part that looks like a secret key (``KEY value`` with a space
             # instead of '=') carries the value in the key: shown by its name only
-            shown = printable(redact.display_key(entry.key))
+            shown = visible_key(redact.display_key(entry.key))
             details: dict[str, Any] = {"key": shown, "file": cf.path, "line": entry.line}
             if first != entry.line:
                 out.add(

@@ -32,7 +32,9 @@ def gather(ctx: HostContext, docker_api_version: Optional[str] = None) -> HostFa
     existing: set[str] = set()
     directories: set[str] = set()
     for path in candidate_paths(ctx.cfg, platform):
-        if os.path.isdir(path):
+        if path == ctx.paths.ebs_dir and os.path.islink(path):
+            existing.add(path)  # pre-start refuses a symlink there: not the EBS directory
+        elif os.path.isdir(path):
             directories.add(path)
         elif os.path.exists(path):
             existing.add(path)

@@ -38,7 +38,7 @@ class Config:
     def load(cls, environ: Mapping[str, str] | None = None, paths: Paths | None = None) -> Config:
         env = dict(os.environ if environ is None else environ)
         p = paths or Paths.from_env(env)
-        operator, instance = envfile.read(p.ecs_config), envfile.read(p.instance_config)
+        operator, instance = envfile.read(p.ecs_config), envfile.read(p.instance_config, follow_symlinks=False)
         # Nothing is logged here: logging is set up after the configuration is read (its level
         # is a setting); the command line logs ``file_errors`` then, in logfmt, to ecs-init.log too.
         return cls(paths=p, environ=env, instance=instance.values, operator=operator.values, files=(operator, instance))

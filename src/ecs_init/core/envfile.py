@@ -14,6 +14,7 @@ agent started from such a file would run without its cluster).
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 
 # Files larger than this are refused rather than read (hostile input).
 MAX_CONFIG_BYTES = 1024 * 1024
+# Files with more lines than this are refused too: it bounds the memory and work of every reader.
+MAX_CONFIG_LINES = 10000
 # text_refusal: a file where more than this share of the characters is not text is binary.
 MAX_NON_TEXT_SHARE = 0.10
 # A key the agent can read from its environment: a variable name.
@@ -85,30 +88,35 @@ def parse_env_text(text: str) -> dict[str, str]:
     return {entry.key: entry.value for entry in parse_lines(text)[0]}
 
 
-def read(path: str) -> EnvFile:
+def read(path: str, follow_symlinks: bool = True) -> EnvFile:
     """Read an env file; a missing file is empty; never raises, never logs.
 
     Huge, binary or non-UTF-8 files are handled: bytes that are not UTF-8 are
-    replaced, NUL bytes end a line, and files over 1 MiB are refused.
+    replaced, NUL bytes end a line, and files over 1 MiB or 10 000 lines are refused.
+    With ``follow_symlinks=False`` a symlink is refused too (a file in a directory
+    the agent container can write).
     """
     result = EnvFile(path)
     try:
-        data = read_regular(path, MAX_CONFIG_BYTES + 1)
+        data = read_regular(path, MAX_CONFIG_BYTES + 1, follow_symlinks=follow_symlinks)
     except FileNotFoundError:
         return result
-    except NotRegularFile as err:
-        result.present, result.error = True, str(err)[len(path) + 1 :] if str(err).startswith(path) else str(err)
-        return result
     except OSError as err:
-        result.present, result.error = True, f"cannot be read: {err.strerror or err}"
+        if err.errno != errno.ELOOP or follow_symlinks:
+            return _unreadable(result, err)
+        result.present, result.error = True, "is a symlink (not followed)"
         return result
     result.present = True
     if len(data) > MAX_CONFIG_BYTES:
         result.error = f"is larger than {MAX_CONFIG_BYTES} bytes"
         return result
     decoded = data.decode("utf-8", errors="replace")
+    text = decoded.replace("\x00", "\n")
+    if text.count("\n", 0, len(text.rstrip())) >= MAX_CONFIG_LINES:
+        result.error = f"has more than {MAX_CONFIG_LINES} lines"
+        return result
     result.refusal = text_refusal(decoded)
-    result.entries, result.ignored = parse_lines(decoded.replace("\x00", "\n"))
+    result.entries, result.ignored = parse_lines(text)
     return result
 
 
@@ -151,6 +159,16 @@ def text_refusal(text: str) -> str:
     if 2 * len(malformed) > len(content):
         return f"is mostly not KEY=VALUE text: {len(malformed)} of its {len(content)} lines are not (lines {shown})"
     return ""
+
+
+def _unreadable(result: EnvFile, err: OSError) -> EnvFile:
+    path = result.path
+    if isinstance(err, NotRegularFile):
+        result.error = str(err)[len(path) + 1 :] if str(err).startswith(path) else str(err)
+    else:
+        result.error = f"cannot be read: {err.strerror or err}"
+    result.present = True
+    return result
 
 
 def read_env_file(path: str) -> dict[str, str]:

@@ -1,9 +1,15 @@
-"""Atomic file writes: write to a temp file beside the target, fsync, rename."""
+"""Files the agent container could have planted something at: atomic writes (a temp file beside the
+target, fsync, rename); reads and appends that never block on a FIFO, never open a device, never
+follow a symlink unless asked, and read at most a given number of bytes.
+"""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import stat
+from typing import Optional
 
 
 def atomic_write(path: str, data: bytes | str, mode: int = 0o644, durable: bool = True) -> None:
@@ -43,32 +49,123 @@ def fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+_KINDS = (
+    (stat.S_ISREG, "a regular file"),
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISLNK, "a symlink"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def kind_name(mode: int) -> str:
+    """What a stat mode is, for people: "a regular file", "a FIFO", "a symlink"..."""
+    for test, name in _KINDS:
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def path_kind(path: str) -> Optional[str]:
+    """``kind_name`` of ``path`` itself (a symlink is not followed); None when nothing is there.
+    Other errors (EACCES…) are raised."""
+    try:
+        return kind_name(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return None
+
+
 class NotRegularFile(OSError):
-    """The path exists but is a directory, FIFO, device or socket."""
+    """The path exists but is a directory, FIFO, device or socket (``kind`` says which)."""
+
+    def __init__(self, path: str, kind: str):
+        text = f"{path} is a directory" if kind == "a directory" else f"{path} is not a regular file ({kind})"
+        super().__init__(text)
+        self.path = path
+        self.kind = kind
+
+
+def _symlink_error(path: str) -> OSError:
+    return OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+
+
+def refusal(err: OSError) -> str:
+    """Why a path was refused or could not be read, as a phrase after its name: "is a symlink (not
+    followed)", "is a FIFO, not a regular file", "cannot be read: Permission denied"."""
+    if isinstance(err, NotRegularFile):
+        return f"is {err.kind}, not a regular file"
+    if err.errno == errno.ELOOP:
+        return "is a symlink (not followed)"
+    if isinstance(err, FileNotFoundError):
+        return "does not exist"
+    return f"cannot be read: {err.strerror or err}"
+
+
+def is_refusal(err: OSError) -> bool:
+    """Whether ``err`` is a refused path (a symlink not followed, not a regular file), not an I/O error."""
+    return isinstance(err, NotRegularFile) or err.errno == errno.ELOOP
+
+
+def _precheck(path: str, follow_symlinks: bool) -> None:
+    """Refuse a non-regular file before opening it: opening a device can act, a FIFO can block."""
+    info = os.stat(path) if follow_symlinks else os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        raise _symlink_error(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise NotRegularFile(path, kind_name(info.st_mode))
+
+
+def _checked(fd: int, path: str) -> os.stat_result:
+    """fstat of an opened fd; closes it and raises NotRegularFile unless it is a regular file (the
+    path may have been swapped between the first look and the open)."""
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegularFile(path, kind_name(info.st_mode))
+    except BaseException:
+        os.close(fd)
+        raise
+    return info
 
 
 def open_regular(path: str, *, follow_symlinks: bool = True) -> tuple[int, os.stat_result]:
     """Open a regular file for reading, never blocking: (fd, its stat); the caller closes the fd.
 
-    The open is non-blocking, so a FIFO planted where a file is expected
-    cannot hang the caller; anything but a regular file raises
-    NotRegularFile. With ``follow_symlinks=False`` a symlink at ``path``
-    (its last component) raises OSError ELOOP. Other errors are the usual
-    OSError (FileNotFoundError…).
+    Anything but a regular file raises NotRegularFile, before it is opened
+    (a device is never opened) and again after (the open is non-blocking,
+    so a FIFO swapped in meanwhile cannot hang the caller). With
+    ``follow_symlinks=False`` a symlink at ``path`` (its last component)
+    raises OSError ELOOP. Other errors are the usual OSError
+    (FileNotFoundError…).
     """
+    _precheck(path, follow_symlinks)
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     if not follow_symlinks:
         flags |= os.O_NOFOLLOW
     fd = os.open(path, flags)
+    return fd, _checked(fd, path)
+
+
+def open_append(path: str, mode: int = 0o644) -> int:
+    """Open (or create, with ``mode``) a regular file for appending: never through a symlink, never
+    blocking on a FIFO, never a device. Raises OSError ELOOP for a symlink, NotRegularFile for
+    anything else that is not a regular file."""
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-            raise NotRegularFile(f"{path} is {kind}")
-    except BaseException:
-        os.close(fd)
+        _precheck(path, follow_symlinks=False)
+    except FileNotFoundError:
+        pass  # created below (O_EXCL is not used: another writer may create it first)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, mode)
+    except OSError as err:
+        if err.errno == errno.ENXIO:  # a FIFO with no reader, swapped in after the first look
+            raise NotRegularFile(path, "a FIFO") from err
         raise
-    return fd, info
+    _checked(fd, path)
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    return fd
 
 
 def read_fd(fd: int, limit: int) -> bytes:

@@ -30,6 +30,7 @@ from typing import Callable
 from ecs_init.core import settings
 from ecs_init.core.config import Config
 from ecs_init.core.errors import InitError
+from ecs_init.core.fsutil import kind_name, path_kind, read_regular
 from ecs_init.core.paths import Paths
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,7 @@ class FileLock:
     def holder(self) -> str:
         """Who holds the lock, as recorded in the file ("" when unknown)."""
         try:
-            with open(self.path, "rb") as fh:
-                raw = fh.read(MAX_HOLDER_BYTES)
+            raw = read_regular(self.path, MAX_HOLDER_BYTES, follow_symlinks=False)
         except OSError:
             return ""
         return raw.decode("utf-8", errors="replace").strip().replace("\n", " ")
@@ -92,12 +92,7 @@ class FileLock:
         """Take the lock, waiting up to ``timeout`` seconds; raise LockTimeout after that."""
         if self.fd is not None:
             return self
-        directory = os.path.dirname(self.path)
-        try:
-            os.makedirs(directory, mode=0o755, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
-        except OSError as err:
-            raise InitError(f"cannot open the lock file {self.path}: {err.strerror or err}") from err
+        fd = self._open()
         try:
             self._wait_for(fd)
         except BaseException:
@@ -110,6 +105,29 @@ class FileLock:
         except OSError:
             pass  # the record is informational only
         return self
+
+    def _open(self) -> int:
+        """The lock file's fd: a regular file, never reached through a symlink, never blocking on a FIFO
+        and never a device (the agent container can write the run directory). InitError otherwise."""
+        try:
+            os.makedirs(os.path.dirname(self.path), mode=0o755, exist_ok=True)
+            kind = path_kind(self.path)
+            if kind in (None, "a regular file"):
+                flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+                fd = os.open(self.path, flags, 0o644)
+                try:
+                    kind = kind_name(os.fstat(fd).st_mode)
+                except OSError:
+                    os.close(fd)
+                    raise
+                if kind == "a regular file":
+                    return fd
+                os.close(fd)
+        except OSError as err:
+            if err.errno != errno.ELOOP:
+                raise InitError(f"cannot open the lock file {self.path}: {err.strerror or err}") from err
+            kind = "a symlink"
+        raise InitError(f"refusing the lock file {self.path}: it is {kind}, not a regular file (remove it)")
 
     def _wait_for(self, fd: int) -> None:
         deadline = self.clock() + self.timeout

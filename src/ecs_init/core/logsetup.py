@@ -1,13 +1,25 @@
-"""Logging per SPEC §11: logfmt lines to the console and an hourly-rotated file."""
+"""Logging per SPEC §11: logfmt lines to the console and an hourly-rotated file.
+
+The log directory is writable by the agent container, so the file is opened
+by ``fsutil.open_append``: never through a symlink, never blocking on a
+FIFO, never a device. A log file that cannot be used is one warning on the
+console; the program goes on logging to the console only, and tries the
+file again at the next hourly rotation. Control characters in a record are
+escaped (``core.printable``): a line never carries a raw ESC to whoever
+reads the log on a terminal.
+"""
 
 from __future__ import annotations
 
+import io
 import logging
 import logging.handlers
 import os
 import sys
 import time
 
+from ecs_init.core.fsutil import is_refusal, open_append, refusal
+from ecs_init.core.printable import escape_controls
 from ecs_init.core.redact import RedactFilter, redact_text
 
 LEVELS = {
@@ -29,7 +41,7 @@ _NAMES = {
 
 
 def _quote(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    escaped = escape_controls(value.replace("\\", "\\\\").replace('"', '\\"'), keep_newlines=False)
     return f'"{escaped}"'
 
 
@@ -88,12 +100,74 @@ def setup(log_file: str | None, level_name: str = "info", console: bool = True) 
     if log_file:
         try:
             os.makedirs(os.path.dirname(log_file), exist_ok=True)
-            handler = logging.handlers.TimedRotatingFileHandler(
-                log_file, when="H", interval=1, backupCount=24, utc=True, delay=True
-            )
+        except OSError:
+            pass  # the open below says why
+        handler = SafeFileHandler(log_file)
+        handler.setFormatter(formatter)
+        handler.addFilter(redactor)
+        handler.open_now()
+        root.addHandler(handler)
+
+
+class SafeFileHandler(logging.handlers.TimedRotatingFileHandler):
+    """The hourly-rotated log file (24 kept), opened safely. A file it cannot use turns it off until
+    the next rotation, with one warning on the console (not again until the file worked once more),
+    never a ``--- Logging error ---`` traceback."""
+
+    def __init__(self, path: str):
+        super().__init__(path, when="H", interval=1, backupCount=24, utc=True, delay=True)
+        self.failed = False  # off until the next rotation
+        self.warned = False  # said so since the file last worked
+
+    def _open(self) -> io.TextIOWrapper:
+        fd = open_append(self.baseFilename)
+        return open(fd, "a", encoding=self.encoding or "utf-8", errors=getattr(self, "errors", None))
+
+    def open_now(self) -> None:
+        """Open the file at once, so that a file that cannot be used is said before anything is logged."""
+        try:
+            self.stream = self._open()
         except OSError as err:
-            logging.getLogger(__name__).warning("cannot open log file %s: %s", log_file, err)
+            self._fail(err)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.failed:
+            if time.time() < self.rolloverAt:
+                return
+            self.failed = False
+        super().emit(record)
+        if not self.failed:
+            self.warned = False
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        self._fail(sys.exc_info()[1])
+
+    def _fail(self, err: BaseException | None) -> None:
+        self.failed = True
+        stream, self.stream = self.stream, None  # type: ignore[assignment]
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError:
+                pass
+        if self.warned:
+            return
+        self.warned = True
+        if isinstance(err, OSError) and is_refusal(err):
+            why = refusal(err)
         else:
-            handler.setFormatter(formatter)
-            handler.addFilter(redactor)
-            root.addHandler(handler)
+            why = f"cannot be written: {getattr(err, 'strerror', None) or err}"
+        warning = logging.makeLogRecord(
+            {
+                "name": __name__,
+                "levelno": logging.WARNING,
+                "levelname": "WARNING",
+                "msg": f"cannot use the log file {self.baseFilename}: it {why}; logging to the console only",
+            }
+        )
+        others = [h for h in logging.getLogger().handlers if h is not self]
+        for handler in others:
+            if warning.levelno >= handler.level:
+                handler.handle(warning)
+        if not others:
+            sys.stderr.write(self.format(warning) + "\n")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from ecs_init.core.envfile import MAX_CONFIG_BYTES
+from ecs_init.core.fsutil import read_regular
 from ecs_init.core.paths import Paths
 
 
@@ -104,8 +105,9 @@ def detect_platform(os_release: Mapping[str, str]) -> Platform:
 
 def read_platform(paths: Paths) -> Platform:
     try:
-        with open(paths.os_release, encoding="utf-8", errors="replace") as fh:
-            release = parse_os_release(fh.read(MAX_CONFIG_BYTES))
+        # root-owned and normally a symlink (to /usr/lib/os-release): followed, but never a FIFO's open
+        raw = read_regular(paths.os_release, MAX_CONFIG_BYTES)
+        release = parse_os_release(raw.decode("utf-8", errors="replace"))
     except OSError:
         release = {}
     return detect_platform(release)

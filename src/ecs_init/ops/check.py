@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from typing import Any, Optional, Sequence
 
@@ -38,8 +37,19 @@ from ecs_init.docker.api import Engine, version_tuple
 from ecs_init.docker.errors import EngineError
 from ecs_init.host.context import HostContext
 from ecs_init.ops.check_config import config_checks
+from ecs_init.ops.check_files import check_files
 from ecs_init.ops.check_host import check_cgroup, check_docker_root, check_tarball, check_tools, free_space_check
-from ecs_init.ops.report import FAIL, PASS, SKIP, WARN, Check, connect_quick, fetch_metadata, make_parser
+from ecs_init.ops.report import (
+    FAIL,
+    PASS,
+    SKIP,
+    WARN,
+    Check,
+    connect_quick,
+    fetch_metadata,
+    make_parser,
+    write_report,
+)
 
 __all__ = ["FAIL", "PASS", "SKIP", "WARN", "Check", "main", "run_checks"]
 
@@ -111,6 +121,7 @@ def run_checks(ctx: HostContext) -> list[Check]:
         )
         checks += check_tools(ctx)
         checks.append(check_cgroup(ctx))
+        checks += check_files(paths)
         checks.append(check_introspection(engine))
     finally:
         if engine is not None:
@@ -167,6 +178,5 @@ def main(ctx: HostContext, args: Sequence[str]) -> int:
     started = time.monotonic()
     doc = report(run_checks(ctx), time.monotonic() - started)
     text = json.dumps(doc, indent=2) if opts.json else format_human(doc)
-    sys.stdout.write(redact.redact_text(text) + "\n")
-    sys.stdout.flush()
+    write_report(redact.redact_text(text), human=not opts.json)
     return int(doc["exit_code"])

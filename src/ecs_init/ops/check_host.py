@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import json
+import io
 import os
 import tarfile
-from typing import Any, Optional
+from typing import Any, BinaryIO, Optional
 
 from ecs_init.agent import cache
 from ecs_init.agent.identity import AGENT_IMAGE
+from ecs_init.core import jsonfile
+from ecs_init.core.fsutil import open_regular, refusal
 from ecs_init.core.platform import read_platform
 from ecs_init.docker.api import Engine
 from ecs_init.docker.errors import EngineError
@@ -20,25 +22,63 @@ GIB = 1024 * MIB
 FREE_WARN_BYTES = 1 * GIB
 FREE_FAIL_BYTES = 200 * MIB
 MAX_MANIFEST_BYTES = 1024 * 1024
+MAX_MEMBERS = 4096  # tar members inspect_archive reads the headers of
+MAX_HEADER_READ = MAX_MANIFEST_BYTES  # the largest single read: a header (pax, long name) or manifest.json
 DEFAULT_DOCKER_ROOT = "/var/lib/docker"
 TOOLS = ("iptables", "sysctl", "ip")
+
+
+class _BoundedReads(io.RawIOBase):
+    """The tarball for ``tarfile``: seekable, but no single read larger than ``MAX_HEADER_READ``
+    (a pax or GNU long-name header claiming gigabytes would otherwise be read into memory)."""
+
+    def __init__(self, fh: BinaryIO):
+        super().__init__()
+        self._fh = fh
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0 or size > MAX_HEADER_READ:
+            raise tarfile.ReadError(f"a header or member of more than {MAX_HEADER_READ} bytes")
+        return self._fh.read(size)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
 
 
 def inspect_archive(path: str) -> tuple[list[str], str]:
     """The RepoTags of a ``docker save`` archive, or ([], why it is not one).
 
     Only tar headers and manifest.json are read (members are skipped by
-    seeking), so a large tarball costs milliseconds.
+    seeking), at most ``MAX_MEMBERS`` headers and never more than
+    ``MAX_HEADER_READ`` bytes at once, so any file costs milliseconds and
+    little memory (a docker save archive of an image with Docker's maximum
+    of 127 layers has a few hundred members).
     """
     try:
-        size = os.path.getsize(path)
-        with tarfile.open(path, mode="r:") as tar:
-            members: dict[str, tarfile.TarInfo] = {}
-            for member in tar:
-                members[member.name.lstrip("./")] = member
+        fd, info = open_regular(path)
+        raw = os.fdopen(fd, "rb")
+        with raw, tarfile.open(fileobj=_BoundedReads(raw), mode="r:") as tar:
+            size = info.st_size
+            names: set[str] = set()
+            manifest_member: Optional[tarfile.TarInfo] = None
+            for count, member in enumerate(tar, 1):
+                if count > MAX_MEMBERS:
+                    return [], f"has more than {MAX_MEMBERS} members: not a docker save archive of the agent"
+                name = member.name.lstrip("./")
+                names.add(name)
+                if name == "manifest.json":
+                    manifest_member = member
                 if member.isfile() and member.offset_data + member.size > size:
                     return [], f"is truncated: member {member.name} ends past the end of the file"
-            manifest_member = members.get("manifest.json")
             if manifest_member is None or not manifest_member.isfile():
                 return [], "is a tar archive but not a docker save archive (no manifest.json)"
             if manifest_member.size > MAX_MANIFEST_BYTES:
@@ -46,24 +86,26 @@ def inspect_archive(path: str) -> tuple[list[str], str]:
             fh = tar.extractfile(manifest_member)
             if fh is None:
                 return [], "has an unreadable manifest.json"
-            manifest = json.loads(fh.read().decode("utf-8", errors="replace"))
-    except (tarfile.TarError, EOFError) as err:
+            manifest = jsonfile.loads(fh.read())
+    except jsonfile.BadJSON as err:
+        return [], f"has a manifest.json that {err}"
+    except (tarfile.TarError, EOFError, ValueError) as err:
         return [], f"is not a readable tar archive ({err})"
     except OSError as err:
-        return [], f"cannot be read ({err.strerror or err})"
-    except (ValueError, RecursionError) as err:
-        return [], f"has a manifest.json that is not valid JSON ({err})"
+        return [], refusal(err)
     if not isinstance(manifest, list):
         return [], "has a manifest.json that is not a list"
     tags: list[str] = []
     for image in manifest:
         if not isinstance(image, dict):
             return [], "has a malformed manifest.json"
-        wanted = [image.get("Config"), *(image.get("Layers") or [])]
-        missing = [str(p) for p in wanted if isinstance(p, str) and p.lstrip("./") not in members]
+        layers = image.get("Layers")
+        wanted = [image.get("Config"), *(layers if isinstance(layers, list) else [])]
+        missing = [str(p) for p in wanted if isinstance(p, str) and p.lstrip("./") not in names]
         if missing:
             return [], f"is truncated or incomplete: {missing[0]} is missing"
-        tags.extend(str(t) for t in (image.get("RepoTags") or []))
+        repo_tags = image.get("RepoTags")
+        tags.extend(str(t) for t in (repo_tags if isinstance(repo_tags, list) else []))
     return tags, ""
 
 

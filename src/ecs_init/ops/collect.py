@@ -49,7 +49,7 @@ from ecs_init.ops.collect_host import docker_root_of, host_items
 from ecs_init.ops.collect_redact import scrub
 from ecs_init.ops.collect_sources import Item, config_items, docker_items, report_items, state_items
 from ecs_init.ops.logsel import log_files, parse_duration, read_tail, select_since
-from ecs_init.ops.report import human_bytes, iso, make_parser
+from ecs_init.ops.report import human_bytes, iso, make_parser, write_report
 
 DEFAULT_SINCE = "24h"
 MAX_LOG_FILE_BYTES = 10 * 1024 * 1024
@@ -264,6 +264,5 @@ def main(ctx: HostContext, args: Sequence[str]) -> int:
     progress = Progress(sys.stderr, total=6 + sum(len(log_files(ctx.paths.log_dir, b)) for b in LOG_BASES))
     manifest = collect(ctx, path, opts.since, seconds, now, progress)
     text = json.dumps(manifest, indent=2) if opts.json else format_human(manifest)
-    sys.stdout.write(scrub(text, by_key=False) + "\n")
-    sys.stdout.flush()
+    write_report(scrub(text, by_key=False), human=not opts.json)
     return 0

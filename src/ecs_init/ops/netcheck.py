@@ -29,7 +29,6 @@ and never more than 10 s. Overrides for tests and private mirrors:
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from functools import partial
@@ -50,6 +49,7 @@ from ecs_init.ops.netcheck_local import (
     elapsed,
 )
 from ecs_init.ops.netprobe import CONNECT, DNS, HTTP, PROXY, REFUSED, TLS, Outcome, probe
+from ecs_init.ops.report import write_report
 
 TOTAL_TIMEOUT = 10.0  # seconds, the whole command
 RESERVE = 1.0  # seconds of it kept for start-up and the report
@@ -316,6 +316,5 @@ def main(ctx: HostContext, as_json: bool) -> int:
         text = json.dumps(doc, indent=2)
     else:
         text = f"Region {doc['region']} (from {doc['region_source']})\n\n" + format_human(doc)
-    sys.stdout.write(redact.redact_text(text) + "\n")
-    sys.stdout.flush()
+    write_report(redact.redact_text(text), human=not as_json)
     return int(doc["exit_code"])

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any, Optional, Sequence
 
 from ecs_init.agent import config_problems, hostfacts
@@ -32,7 +31,7 @@ from ecs_init.core.config import Config
 from ecs_init.core.errors import InitError, first_line
 from ecs_init.docker.api import PREFERRED_MAX_API, version_tuple
 from ecs_init.host.context import HostContext
-from ecs_init.ops.report import connect_quick, make_parser
+from ecs_init.ops.report import connect_quick, make_parser, write_report
 
 ASK_TIMEOUT = 1.0  # seconds render waits for the engine to tell its API version
 
@@ -183,6 +182,5 @@ def main(ctx: HostContext, args: Sequence[str]) -> int:
     text = json.dumps(doc, indent=2) if opts.json else format_human(doc)
     if not opts.show_secrets:
         text = redact.redact_text(text)
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    write_report(text, human=not opts.json)
     return 0

@@ -10,6 +10,7 @@ import argparse
 import calendar
 import json
 import re
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,15 +19,17 @@ from typing import Any, Optional
 
 from ecs_init.agent.identity import METADATA_URL
 from ecs_init.agent.progress import human_bytes
+from ecs_init.core import jsonfile
 from ecs_init.core.config import Config
 from ecs_init.core.errors import UsageError
+from ecs_init.core.printable import escape_controls
 from ecs_init.docker.api import Engine
 
 __all__ = ["human_bytes"]  # re-exported: one implementation, in agent/progress.py
 
 DOCKER_TIMEOUT = 2.0  # seconds: operator commands never wait for a daemon that is not up
 METADATA_TIMEOUT = 1.0
-MAX_JSON_BYTES = 1024 * 1024
+MAX_JSON_BYTES = jsonfile.MAX_JSON_BYTES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,20 +86,22 @@ def fetch_metadata(url: str = METADATA_URL, timeout: float = METADATA_TIMEOUT) -
 
 
 def read_json_file(path: str) -> tuple[Any, str]:
-    """(document, "") or (None, why not); a missing file is (None, "")."""
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_JSON_BYTES + 1)
-    except FileNotFoundError:
-        return None, ""
-    except OSError as err:
-        return None, f"cannot read {path}: {err.strerror or err}"
-    if len(raw) > MAX_JSON_BYTES:
-        return None, f"{path} is larger than {MAX_JSON_BYTES} bytes"
-    try:
-        return json.loads(raw.decode("utf-8", errors="replace")), ""
-    except (ValueError, RecursionError) as err:
-        return None, f"{path} is not valid JSON: {err}"
+    """(document, "") or (None, why not); a missing file is (None, ""). Read as hostile input
+    (``core.jsonfile``): no symlink followed, never blocking, size and nesting capped."""
+    return jsonfile.read(path, MAX_JSON_BYTES)
+
+
+def printable(text: str) -> str:
+    """Human-readable report text safe for a terminal: every control character but the newline
+    escaped (``core.printable``). Every operator command's human output goes through it, after
+    redaction; JSON output needs nothing (``json.dumps`` escapes them)."""
+    return escape_controls(text, keep_newlines=True)
+
+
+def write_report(text: str, human: bool) -> None:
+    """Print a report (redacted already): human text through ``printable``, JSON as it is."""
+    sys.stdout.write((printable(text) if human else text) + "\n")
+    sys.stdout.flush()
 
 
 _DOCKER_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
@@ -118,9 +123,13 @@ def parse_docker_time(text: str) -> Optional[float]:
 
 
 def iso(epoch: Optional[float]) -> Optional[str]:
+    """RFC 3339 UTC time of ``epoch``; None when unset or no time (NaN, out of the calendar's range)."""
     if epoch is None:
         return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def for_people(value: Any, unknown: str = "unknown") -> str:

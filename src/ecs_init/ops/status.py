@@ -15,17 +15,16 @@ import argparse
 import json
 import logging
 import os
-import sys
 import time
 from typing import Any, Optional, Sequence
 
 from ecs_init.agent import cache
+from ecs_init.agent import state as supervisor_state
 from ecs_init.agent.identity import AGENT_IMAGE, AGENT_NAME, METADATA_URL
 from ecs_init.core import redact
 from ecs_init.core.config import Config
 from ecs_init.core.errors import CommandError, InitError, first_line
 from ecs_init.core.exitcodes import Exit
-from ecs_init.core.fsutil import read_regular
 from ecs_init.docker.api import Engine, default_bridge
 from ecs_init.docker.errors import EngineError
 from ecs_init.host.context import HostContext
@@ -39,6 +38,7 @@ from ecs_init.ops.report import (
     make_parser,
     parse_docker_time,
     read_json_file,
+    write_report,
 )
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 
 XTABLES_WAIT = 1  # seconds iptables -C may wait for the xtables lock
 _s = for_people  # a value in the human report: never Python's None
-UPGRADE_FIELDS = ("previous_image", "new_image", "started_at", "failures", "last_failure_at")
 COMMAND_TIMEOUT = 5.0
 
 
@@ -130,48 +129,34 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    except OSError:
+        return False
     return True
 
 
 def supervisor_part(ctx: HostContext) -> dict[str, Any]:
+    """The supervisor's state file: what is usable of it, and ``error`` naming whatever is not."""
     path = ctx.paths.supervisor_state
     doc, error = read_json_file(path)
-    part: dict[str, Any] = {
+    fields, problems = supervisor_state.parse({} if doc is None else doc)
+    if error:
+        problems = [error]
+    elif problems:
+        problems = [f"{path}: " + "; ".join(problems)]
+    pid = fields["pid"]
+    return {
         "file": path,
         "present": isinstance(doc, dict),
-        "pid": None,
-        "alive": None,
-        "state": None,
-        "restarts": None,
-        "started_at": None,
-        "updated_at": None,
-        "last_exit_code": None,
-        "upgrade": None,
-        "error": error or None,
+        "pid": pid,
+        "alive": _pid_alive(pid) if pid is not None else None,
+        "state": fields["state"],
+        "restarts": fields["restarts"],
+        "started_at": iso(fields["started_at"]),
+        "updated_at": iso(fields["updated_at"]),
+        "last_exit_code": fields["last_exit_code"],
+        "upgrade": fields["upgrade"],
+        "error": "; ".join(problems) or None,
     }
-    if doc is not None and not isinstance(doc, dict):
-        part["error"] = f"{path} does not hold a JSON object"
-    if not isinstance(doc, dict):
-        return part
-    pid = doc.get("pid")
-    part.update(
-        pid=pid if isinstance(pid, int) else None,
-        alive=_pid_alive(pid) if isinstance(pid, int) else None,
-        state=doc.get("state") if isinstance(doc.get("state"), str) else None,
-        restarts=doc.get("restarts") if isinstance(doc.get("restarts"), int) else None,
-        started_at=iso(doc["started_at"]) if isinstance(doc.get("started_at"), (int, float)) else None,
-        updated_at=iso(doc["updated_at"]) if isinstance(doc.get("updated_at"), (int, float)) else None,
-        last_exit_code=doc.get("last_exit_code") if isinstance(doc.get("last_exit_code"), int) else None,
-        upgrade=_upgrade(doc.get("upgrade")),
-    )
-    return part
-
-
-def _upgrade(doc: Any) -> Optional[dict[str, Any]]:
-    """The watched upgrade as the supervisor writes it: wall-clock times only (no monotonic clock)."""
-    if not isinstance(doc, dict):
-        return None
-    return {k: doc[k] for k in UPGRADE_FIELDS if isinstance(doc.get(k), (str, int)) and not isinstance(doc[k], bool)}
 
 
 def introspection_part() -> dict[str, Any]:
@@ -195,13 +180,8 @@ def introspection_part() -> dict[str, Any]:
 
 def cache_part(ctx: HostContext) -> dict[str, Any]:
     paths = ctx.paths
-    desired: Optional[str] = None
-    try:
-        raw = read_regular(paths.desired_image, 4096)
-        desired = raw.decode("utf-8", errors="replace").split("\n", 1)[0].strip() or None
-    except OSError:
-        pass
-    return {**cache.read_facts(paths).as_dict(), "desired_image": desired}
+    desired, desired_error = cache.desired_image_name(paths)
+    return {**cache.read_facts(paths).as_dict(), "desired_image": desired, "desired_image_error": desired_error}
 
 
 def last_event_part(ctx: HostContext) -> tuple[Optional[dict[str, Any]], Optional[str]]:
@@ -333,18 +313,20 @@ def format_human(report: dict[str, Any]) -> str:
             lines.append(f"  {AGENT_IMAGE} is not loaded")
     lines += ["", "Supervisor (amazon-ecs-init start)"]
     if s["present"]:
-        alive = "running" if s["alive"] else "not running"
-        lines.append(
-            f"  process:       pid {_s(s['pid'])} ({alive}), state {_s(s['state'])}, since {_s(s['started_at'])}"
-        )
+        pid = "pid unknown" if s["pid"] is None else f"pid {s['pid']} ({'running' if s['alive'] else 'not running'})"
+        lines.append(f"  process:       {pid}, state {_s(s['state'])}, since {_s(s['started_at'])}")
         last = "none yet" if s["last_exit_code"] is None else s["last_exit_code"]
         lines.append(f"  restarts:      {_s(s['restarts'])} since it started; last agent exit code: {last}")
         if s["upgrade"]:
             up = s["upgrade"]
             since = f" since {up['started_at']}" if up.get("started_at") else ""
             lines.append(f"  watching an upgrade: {_s(up.get('previous_image'))} -> {_s(up.get('new_image'))}{since}")
+        if s["error"]:
+            lines.append(f"  BROKEN:        {s['error']}")
+    elif s["error"]:
+        lines.append(f"  BROKEN:        {s['error']}")
     else:
-        lines.append(f"  no state file {s['file']}" + (f" ({s['error']})" if s["error"] else ""))
+        lines.append(f"  no state file {s['file']}")
     lines += ["", "Introspection endpoint"]
     if i["answering"]:
         lines.append(f"  version:       {_s(i['version'])}")
@@ -360,6 +342,8 @@ def format_human(report: dict[str, Any]) -> str:
         lines.append(f"  cache state:   {c['effective_state']} ({c['effective_state_name']}): {c['effective_reason']}")
     if c["desired_image"]:
         lines.append(f"  desired image: {c['desired_image']}")
+    elif c["desired_image_error"]:
+        lines.append(f"  desired image: REFUSED: {c['desired_image_error']}")
     lines += ["", "Last event (upgrade, rollback, image load, heal)"]
     event = report["last_event"]
     if event:
@@ -391,6 +375,5 @@ def main(ctx: HostContext, args: Sequence[str]) -> int:
     opts = build_parser().parse_args(list(args))
     report = gather(ctx)
     text = json.dumps(report, indent=2) if opts.json else format_human(report)
-    sys.stdout.write(redact.redact_text(text) + "\n")
-    sys.stdout.flush()
+    write_report(redact.redact_text(text), human=not opts.json)
     return int(report["exit_code"])

@@ -143,11 +143,12 @@ def test_image_missing_again_before_a_good_start_is_not_reloaded_twice(rig: Rig)
 def test_a_failed_reload_says_why_in_one_line(rig: Rig) -> None:
     with pytest.raises(InitError) as err:
         rig.sup.run()  # no tarball at all
-    assert str(err.value) == (
-        f"the agent image {LATEST} is not loaded and reloading the cached tarball failed (cannot load agent "
-        f"image: cannot read {rig.paths.cache_tarball}: No such file or directory): run `amazon-ecs-init "
-        "reload-cache` (systemd runs pre-start again)"
+    said = str(err.value)
+    assert said.startswith(
+        f"the agent image {LATEST} is not loaded and reloading the cached tarball failed (cannot load agent image: "
     )
+    assert said.endswith("): run `amazon-ecs-init reload-cache` (systemd runs pre-start again)")
+    assert rig.paths.cache_tarball in said and "\n" not in said  # the loader's one line names the tarball
 
 
 def test_a_reload_whose_cache_state_cannot_be_written_ends_start(rig: Rig) -> None:

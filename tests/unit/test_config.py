@@ -360,3 +360,50 @@ def test_an_open_range_is_shown_with_infinities() -> None:
     down = settings.Setting("X_DOWN", settings.Kind.SECONDS, "1", "doc", high=2)
     assert settings.read_number(down, "-1e9") == (-1e9, None)
     assert settings.read_number(down, "3")[1] == "X_DOWN='3' is out of range [-∞, 2]; using 1"
+
+
+# ---------------------------------------------------------------- no link for the instance file; a line cap
+
+
+def test_the_instance_file_is_never_read_through_a_symlink(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """/var/lib/ecs is writable from the agent's container: a link there must not feed settings in."""
+    paths = Paths(prefix=str(tmp_path))
+    os.makedirs(tmp_path / "etc/ecs")
+    os.makedirs(tmp_path / "var/lib/ecs")
+    target = tmp_path / "elsewhere"
+    target.write_text("ECS_ENABLE_GPU_SUPPORT=true\nB=linked\n")
+    os.symlink(target, paths.instance_config)
+    os.symlink(target, paths.ecs_config)  # the operator's own file: a link is followed
+    cfg = Config.load({}, paths)
+    operator, instance = cfg.files
+    assert (operator.error, operator.values["B"]) == ("", "linked")
+    assert (instance.present, instance.error, instance.values) == (True, "is a symlink (not followed)", {})
+    assert cfg.instance == {} and cfg.file_errors() == [
+        f"config file {paths.instance_config} is a symlink (not followed); ignoring it"
+    ]
+
+
+def test_a_file_not_followed_that_cannot_be_read_says_why(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    def denied(path: str, limit: int, **_kw: object) -> bytes:
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(envfile, "read_regular", denied)
+    found = envfile.read(str(tmp_path / "ecs.config"), follow_symlinks=False)
+    assert (found.present, found.error) == (True, "cannot be read: Permission denied")
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [
+        ("A=1\n" * 10000, False),  # 10 000 lines
+        ("A=1\n" * 9999 + "\n" * 50, False),  # trailing blank lines do not count
+        ("A=1\n" * 10001, True),
+        ("\n" + "A=1\n" * 10000, True),  # a leading blank line does
+    ],
+)
+def test_an_env_file_of_more_than_ten_thousand_lines_is_ignored(tmp_path, text: str, refused: bool) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "ecs.config"
+    path.write_text(text)
+    found = envfile.read(str(path))
+    assert found.error == ("has more than 10000 lines" if refused else "")
+    assert found.values == ({} if refused else {"A": "1"})

@@ -241,3 +241,169 @@ def test_instance_flag_reads_the_instance_file_only() -> None:
     gpu = settings.BY_NAME["ECS_ENABLE_GPU_SUPPORT"]
     assert Config(paths=Paths(), environ={}, instance={gpu.name: "true"}).instance_flag(gpu) is True
     assert Config(paths=Paths(), environ={gpu.name: "true"}, operator={gpu.name: "true"}).instance_flag(gpu) is False
+
+
+# ---------------------------------------------------------------- the text rule's exact refusals (issue 21)
+# pre-start and start refuse a file with these words (config_problems puts them in the one error line)
+
+NUL_REFUSAL = "holds NUL bytes: it is a binary file, not KEY=VALUE text"
+NOT_TEXT = "% of it is not text (bytes that are not UTF-8, control characters)"
+
+
+@pytest.mark.parametrize(
+    ("text", "refusal"),
+    [
+        ("ECS_CLUSTER=a\x00b\n", NUL_REFUSAL),
+        ("\ufffd", "is binary: 100" + NOT_TEXT),
+        ("ECS_CLUSTER=\ufffd\ufffd\ufffd", "is binary: 20" + NOT_TEXT),
+        ("ECS_CLUSTER prod\n", "has no KEY=VALUE line: none of its 1 line(s) sets a variable (lines 1)"),
+        ("foo\nbar\n", "has no KEY=VALUE line: none of its 2 line(s) sets a variable (lines 1, 2)"),
+        ("# set\n\nexport A=1\n  \nB 2\n", "has no KEY=VALUE line: none of its 2 line(s) sets a variable (lines 3, 5)"),
+        ("ECS_CLUSTER=a\nfoo\nbar baz\n", "is mostly not KEY=VALUE text: 2 of its 3 lines are not (lines 2, 3)"),
+        ("a\nb\nc\nd\ne\n", "has no KEY=VALUE line: none of its 5 line(s) sets a variable (lines 1, 2, 3, 4, 5)"),
+        (
+            "a\nb\nc\nd\ne\nf\n",
+            "has no KEY=VALUE line: none of its 6 line(s) sets a variable (lines 1, 2, 3, 4, 5 and 1 more)",
+        ),
+        (
+            "A=1\n" + "x\n" * 8,
+            "is mostly not KEY=VALUE text: 8 of its 9 lines are not (lines 2, 3, 4, 5, 6 and 3 more)",
+        ),
+    ],
+)
+def test_text_rule_refusals_exactly(text: str, refusal: str) -> None:
+    assert envfile.text_refusal(text) == refusal
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ABCDEFGH=\ufffd",  # 1 of 10 characters is not text: exactly 10 %, not more
+        "# one\n# two\n# three\nECS_CLUSTER=a\n",  # comments are not lines that fail to set a variable
+        "ECS_X=a=b\n",  # the name is what comes before the first '='
+        "ECS_CLUSTER=a\nnot a setting\n",  # half: not mostly
+    ],
+)
+def test_text_rule_accepts_exactly(text: str) -> None:
+    assert envfile.text_refusal(text) == ""
+
+
+def test_read_keeps_the_refusal_and_an_unreadable_file_is_present(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    refused = tmp_path / "refused"
+    refused.write_bytes(b"ECS_CLUSTER prod\n")
+    assert envfile.read(str(refused)).refusal.startswith("has no KEY=VALUE line")
+
+    def denied(path: str, limit: int, **_kw: object) -> bytes:
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(envfile, "read_regular", denied)
+    unreadable = envfile.read(str(refused))
+    assert (unreadable.present, unreadable.error, unreadable.refusal) == (True, "cannot be read: Permission denied", "")
+
+
+# ---------------------------------------------------------------- where a value came from, logged once
+
+
+def test_origin_of_each_source(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    paths = Paths(prefix=str(tmp_path))
+    gpu = settings.BY_NAME["ECS_ENABLE_GPU_SUPPORT"]
+    cfg = Config(paths=paths, environ={}, instance={gpu.name: "true", RESET.name: "5"})
+    assert cfg.origin(gpu) == paths.instance_config
+    assert cfg.origin(RESET) == paths.instance_config
+    assert Config(paths=paths, environ={}, operator={RESET.name: "5"}).origin(RESET) == paths.ecs_config
+    env_only = settings.BY_NAME["DOCKER_HOST"]  # read from the process environment only
+    assert Config(paths=paths, environ={}, operator={env_only.name: "unix:///y"}).origin(env_only) == ""
+
+
+LOGLEVEL = settings.BY_NAME["ECS_LOGLEVEL"]
+
+
+def test_a_bad_choice_is_the_default_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    cfg = Config(paths=Paths(), environ={LOGLEVEL.name: "loud"})
+    assert cfg.text(LOGLEVEL) == "info" and cfg.text(LOGLEVEL) == "info"
+    assert [r.getMessage() for r in caplog.records] == [
+        "ECS_LOGLEVEL='loud' is not one of debug, info, warn, error, crit, none; using info"
+    ]
+
+
+def test_a_problem_reported_already_is_not_logged_again(caplog: pytest.LogCaptureFixture) -> None:
+    cfg = Config(paths=Paths(), environ={LOGLEVEL.name: "loud", RESET.name: "nan"})
+    cfg.mark_reported([LOGLEVEL.name, RESET.name])
+    assert cfg.text(LOGLEVEL) == "info" and cfg.seconds(RESET) == 60.0
+    assert caplog.records == []
+
+
+# ---------------------------------------------------------------- the number rule's words and bounds
+
+
+def test_a_count_that_is_not_whole_says_so() -> None:
+    failures = settings.ROLLBACK_FAILURES
+    assert settings.read_number(failures, "1.5") == (
+        3.0,
+        "ECS_INIT_ROLLBACK_FAILURES='1.5' is not a whole number; using 3",
+    )
+    assert settings.read_number(failures, " 7 ") == (7.0, None)
+
+
+def test_both_ends_of_a_range_are_accepted() -> None:
+    assert settings.read_number(RESET, "86400") == (86400.0, None)
+    assert settings.read_number(RESET, "0") == (0.0, None)
+    assert settings.read_number(RESET, "86400.5")[1] == (
+        "ECS_INIT_BACKOFF_RESET_SECONDS='86400.5' is out of range [0, 86400]; using 60"
+    )
+
+
+def test_an_open_range_is_shown_with_infinities() -> None:
+    up = settings.Setting("X_UP", settings.Kind.SECONDS, "1", "doc", low=0.5)
+    assert settings.read_number(up, "1e9") == (1e9, None)
+    assert settings.read_number(up, "0.1")[1] == "X_UP='0.1' is out of range [0.5, ∞]; using 1"
+    down = settings.Setting("X_DOWN", settings.Kind.SECONDS, "1", "doc", high=2)
+    assert settings.read_number(down, "-1e9") == (-1e9, None)
+    assert settings.read_number(down, "3")[1] == "X_DOWN='3' is out of range [-∞, 2]; using 1"
+
+
+# ---------------------------------------------------------------- no link for the instance file; a line cap
+
+
+def test_the_instance_file_is_never_read_through_a_symlink(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """/var/lib/ecs is writable from the agent's container: a link there must not feed settings in."""
+    paths = Paths(prefix=str(tmp_path))
+    os.makedirs(tmp_path / "etc/ecs")
+    os.makedirs(tmp_path / "var/lib/ecs")
+    target = tmp_path / "elsewhere"
+    target.write_text("ECS_ENABLE_GPU_SUPPORT=true\nB=linked\n")
+    os.symlink(target, paths.instance_config)
+    os.symlink(target, paths.ecs_config)  # the operator's own file: a link is followed
+    cfg = Config.load({}, paths)
+    operator, instance = cfg.files
+    assert (operator.error, operator.values["B"]) == ("", "linked")
+    assert (instance.present, instance.error, instance.values) == (True, "is a symlink (not followed)", {})
+    assert cfg.instance == {} and cfg.file_errors() == [
+        f"config file {paths.instance_config} is a symlink (not followed); ignoring it"
+    ]
+
+
+def test_a_file_not_followed_that_cannot_be_read_says_why(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    def denied(path: str, limit: int, **_kw: object) -> bytes:
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(envfile, "read_regular", denied)
+    found = envfile.read(str(tmp_path / "ecs.config"), follow_symlinks=False)
+    assert (found.present, found.error) == (True, "cannot be read: Permission denied")
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [
+        ("A=1\n" * 10000, False),  # 10 000 lines
+        ("A=1\n" * 9999 + "\n" * 50, False),  # trailing blank lines do not count
+        ("A=1\n" * 10001, True),
+        ("\n" + "A=1\n" * 10000, True),  # a leading blank line does
+    ],
+)
+def test_an_env_file_of_more_than_ten_thousand_lines_is_ignored(tmp_path, text: str, refused: bool) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "ecs.config"
+    path.write_text(text)
+    found = envfile.read(str(path))
+    assert found.error == ("has more than 10000 lines" if refused else "")
+    assert found.values == ({} if refused else {"A": "1"})

@@ -26,6 +26,7 @@ from ecs_init.host.netrules import (
     RuleSettings,
     bridge_accept,
     introspection_block,
+    introspection_rule_of,
     parse_loopback,
     plan_inserts,
     plan_setup,
@@ -140,6 +141,22 @@ def test_stale_introspection_rule_recognised(line: str) -> None:
 )
 def test_stale_introspection_rule_ignores_others(line: str) -> None:
     assert stale_introspection_rule(line) is None
+
+
+@pytest.mark.parametrize(
+    ("line", "family", "rule"),
+    [
+        ("-A INPUT -i docker0 -p tcp -m tcp --dport 51678 -j ACCEPT", IPV4, bridge_accept(IPV4, "docker0")),
+        ("-A INPUT ! -i lo -p tcp -m tcp --dport 51678 -j DROP", IPV4, introspection_block(IPV4, "lo")),
+        ("-A INPUT -p tcp --dport 51678 ! -i lo0 -j DROP", IPV6, introspection_block(IPV6, "lo0")),
+        ("-A INPUT --in-interface br-1 -p tcp --dport 51678 -j ACCEPT", IPV6, bridge_accept(IPV6, "br-1")),
+        ("-A INPUT ! --in-interface lo -p tcp --dport 51678 -j DROP", IPV4, introspection_block(IPV4, "lo")),
+    ],
+)
+def test_a_stale_rule_is_logged_as_the_rule_pre_start_added(line: str, family: str, rule: Rule) -> None:
+    """post-stop deletes a stale introspection rule under the name pre-start gave it."""
+    spec = stale_introspection_rule(line)
+    assert spec is not None and introspection_rule_of(spec, family) == rule
 
 
 def test_parse_loopback() -> None:

@@ -112,6 +112,55 @@ def test_a_later_prune_heals_again_after_a_good_start(rig: Rig) -> None:
     assert rig.events() == ["image-reload", "image-reload"]
 
 
+def test_the_reload_is_recorded_with_what_was_missing(rig: Rig) -> None:
+    rig.cache(IMAGE)
+    assert rig.sup.run() == 0
+    with open(events_path(rig.ctx)) as fh:
+        (event,) = json.load(fh)
+    assert (event["event"], event["reason"]) == ("image-reload", f"No such image: {LATEST}")
+
+
+def test_image_missing_again_before_a_good_start_is_not_reloaded_twice(rig: Rig) -> None:
+    """Reloaded, created, but the start failed; by the retry the image is gone again: `start` exits 255."""
+    rig.cache(IMAGE)
+    rig.fake.fail("start_container", EngineError("OCI runtime create failed: boom", 500), times=1)
+
+    def prune(state: str, _doc: dict[str, Any]) -> None:
+        if state == "backoff":
+            rig.fake.images.clear()
+            rig.fake.tags.clear()
+
+    rig.sup.listeners.append(prune)
+    with pytest.raises(InitError) as err:
+        rig.sup.run()
+    assert str(err.value) == (
+        f"the agent image {LATEST} is missing again (No such image: {LATEST}) after reloading "
+        f"{rig.paths.cache_tarball}: run `amazon-ecs-init reload-cache`"
+    )
+    assert err.value.exit_code == 255 and rig.fake.loaded == [IMAGE] and rig.events() == ["image-reload"]
+
+
+def test_a_failed_reload_says_why_in_one_line(rig: Rig) -> None:
+    with pytest.raises(InitError) as err:
+        rig.sup.run()  # no tarball at all
+    said = str(err.value)
+    assert said.startswith(
+        f"the agent image {LATEST} is not loaded and reloading the cached tarball failed (cannot load agent image: "
+    )
+    assert said.endswith("): run `amazon-ecs-init reload-cache` (systemd runs pre-start again)")
+    assert rig.paths.cache_tarball in said and "\n" not in said  # the loader's one line names the tarball
+
+
+def test_a_reload_whose_cache_state_cannot_be_written_ends_start(rig: Rig) -> None:
+    rig.cache(IMAGE)
+    os.makedirs(os.path.join(rig.paths.cache_state, "in-the-way"))  # a directory where the state file goes
+    with pytest.raises(InitError) as err:
+        rig.sup.run()
+    prefix = f"the agent image {LATEST} is not loaded; cannot record the cache state: "
+    assert str(err.value).startswith(prefix) and len(str(err.value)) > len(prefix)
+    assert err.value.exit_code == 255 and rig.fake.loaded == [IMAGE]
+
+
 # ------------------------------------------------------------ other create/start errors never loop forever
 
 

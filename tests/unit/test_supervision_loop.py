@@ -11,17 +11,24 @@ the rollback with both its ``rollback`` and ``rollback-failed`` events.
 
 from __future__ import annotations
 
+import calendar
 import json
 import logging
 import os
 import re
 import signal
+import threading
+import time
 from typing import Any, Optional
 
 import pytest
 from fakes import LATEST, FakeEngine, tarball_text
 
+from ecs_init.agent import stop as agent_stop
 from ecs_init.agent.events import events_path, rolled_back_images
+from ecs_init.agent.healer import HealthMonitor
+from ecs_init.agent.health import HealthPolicy
+from ecs_init.agent.policy import EXIT_HEALED
 from ecs_init.agent.supervisor import EXIT_DOCKER_LOST, MAX_START_FAILURES, Supervisor
 from ecs_init.core.backoff import Backoff
 from ecs_init.core.config import Config
@@ -369,3 +376,88 @@ def test_start_failures_in_a_row_end_start_with_one_line(loop: Loop) -> None:
         "boom); exiting so that the service manager runs pre-start again"
     )
     assert loop.delays == [0.5, 1.0, 2.0, 4.0]  # backed off between the tries
+
+
+def test_the_upgrade_in_the_status_file_is_in_wall_clock_time(tmp_path: Any) -> None:
+    """`status` shows when the watched upgrade started and last failed: the monotonic times moved to the wall clock."""
+    loop = Loop(str(tmp_path), ECS_INIT_ROLLBACK_WINDOW="7200")
+    loop.desire(NEW)
+    loop.fake.exit_codes = [42, 1, 0]
+    loop.uptimes = [3600.0, 1800.0]  # the upgraded agent fails 30 minutes after the upgrade
+    loop.sup.backoff = Backoff(600.0, 600.0, 0.0)  # and is started again 10 minutes later
+    before = time.time()
+    assert loop.sup.run() == 0
+    after = time.time()
+    (doc,) = [doc for state, doc in loop.states if state == "running"][-1:]
+    upgrade = doc["upgrade"]
+    assert (upgrade["previous_image"], upgrade["new_image"], upgrade["failures"]) == (OLD, NEW, 1)
+
+    def epoch(text: str) -> float:
+        return float(calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")))
+
+    assert before - 2400 - 1 <= epoch(upgrade["started_at"]) <= after - 2400
+    assert before - 600 - 1 <= epoch(upgrade["last_failure_at"]) <= after - 600
+
+
+class StubMonitor(HealthMonitor):
+    """The health monitor without its thread: it says it stopped the agent whose container is ``healed``."""
+
+    def __init__(self, loop: Loop) -> None:
+        super().__init__(loop.ctx, HealthPolicy.from_config(loop.ctx.cfg), loop.sup.stopping, loop.sup.report)
+        self.started = self.closed = False
+        self.healed = ""
+        self.asked: list[str] = []
+
+    def start(self) -> None:
+        self.started = True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def take_heal(self, container_id: str) -> bool:
+        self.asked.append(container_id)
+        return container_id == self.healed
+
+
+def test_an_exit_the_health_monitor_caused_is_told_as_a_heal(loop: Loop, caplog: pytest.LogCaptureFixture) -> None:
+    monitor = StubMonitor(loop)
+    loop.sup.health = monitor
+    ran: list[str] = []  # the container of each run, as it exits
+
+    def exited(code: int) -> None:
+        Loop._exited(loop, code)
+        ran.append(loop.sup.container_id)
+        if len(ran) == 2:
+            monitor.healed = loop.sup.container_id  # the monitor stopped the second agent
+
+    loop.fake.on_exit = exited
+    loop.fake.exit_codes = [1, 137, 0]
+    with caplog.at_level(logging.INFO):
+        assert loop.sup.run() == 0
+    assert monitor.started and monitor.closed
+    assert monitor.asked == ran and len(set(ran)) == 3  # asked about each run's own container
+    assert [doc["exit_code"] for state, doc in loop.states if state == "backoff"] == [1, EXIT_HEALED]
+    assert "the agent was stopped by the health monitor after 1.0s: restart after backoff" in caplog.messages
+
+
+def test_a_stop_that_hangs_keeps_the_exit_waiting_only_so_long(loop: Loop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM's stop thread gets GIVE_UP seconds; a Docker that never answers does not hold `start` longer."""
+    monkeypatch.setattr(agent_stop, "GIVE_UP", 0.2)
+    release = threading.Event()
+    hung = threading.Thread(target=release.wait, args=(10.0,), daemon=True)
+
+    def exited(code: int) -> None:
+        Loop._exited(loop, code)
+        loop.sup.stopping.set()  # what the signal handler does: stop, and a thread stopping the agent
+        loop.sup._stop_thread = hung
+        hung.start()
+
+    loop.fake.on_exit = exited
+    loop.fake.exit_codes = [143]
+    started = time.monotonic()
+    try:
+        assert loop.sup.run() == 0
+        assert time.monotonic() - started < 5.0 and hung.is_alive()
+    finally:
+        release.set()
+    assert loop.names()[-1] == "stopped" and loop.states[-1][1]["exit_code"] == 0

@@ -4,6 +4,7 @@ import random
 
 import pytest
 
+from ecs_init.agent.policy import EXIT_CONTAINER_GONE, EXIT_DOCKER_LOST, EXIT_HEALED, EXIT_START_FAILED, describe_exit
 from ecs_init.agent.supervisor import Next, decide
 from ecs_init.core.backoff import Backoff
 
@@ -33,3 +34,19 @@ def test_backoff_doubles_to_cap_with_ten_percent_jitter() -> None:
     assert len({round(d, 6) for d in delays[5:]}) > 1  # jitter varies
     backoff.reset()
     assert 0.45 <= backoff.next() <= 0.55
+
+
+@pytest.mark.parametrize(
+    ("code", "text"),
+    [
+        (EXIT_DOCKER_LOST, "the agent container was lost with the Docker daemon"),
+        (EXIT_START_FAILED, "the agent container could not be started"),
+        (EXIT_CONTAINER_GONE, "the agent container disappeared"),
+        (EXIT_HEALED, "the agent was stopped by the health monitor"),
+        (1, "agent exited with code 1"),
+        (137, "agent exited with code 137"),
+    ],
+)
+def test_how_the_log_tells_each_exit(code: int, text: str) -> None:
+    """The supervisor's one line per exit begins with this: each cause in its own words."""
+    assert describe_exit(code) == text

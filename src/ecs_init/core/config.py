@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from ecs_init.core import envfile, settings
@@ -25,14 +24,40 @@ from ecs_init.core.settings import Setting, Source
 log = logging.getLogger(__name__)
 
 
-@dataclass
 class Config:
-    paths: Paths
-    environ: dict[str, str]
-    instance: dict[str, str] = field(default_factory=dict)
-    operator: dict[str, str] = field(default_factory=dict)
-    files: tuple[EnvFile, ...] = ()  # the operator's file, then the instance file, as read
-    _warned: set[str] = field(default_factory=set, repr=False, compare=False)
+    """The settings as read: the process environment and the env files (a plain class, not a
+    dataclass: this module is on every action's start-up path)."""
+
+    __slots__ = ("paths", "environ", "instance", "operator", "files", "_warned")
+
+    def __init__(
+        self,
+        paths: Paths,
+        environ: dict[str, str],
+        instance: dict[str, str] | None = None,
+        operator: dict[str, str] | None = None,
+        files: tuple[EnvFile, ...] = (),  # the operator's file, then the instance file, as read
+    ) -> None:
+        self.paths = paths
+        self.environ = environ
+        self.instance: dict[str, str] = {} if instance is None else instance
+        self.operator: dict[str, str] = {} if operator is None else operator
+        self.files = files
+        self._warned: set[str] = set()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Config):
+            return NotImplemented
+        mine = (self.paths, self.environ, self.instance, self.operator, self.files)
+        return mine == (other.paths, other.environ, other.instance, other.operator, other.files)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return (
+            f"Config(paths={self.paths!r}, environ=<{len(self.environ)} variables>, "
+            f"instance=<{len(self.instance)} settings>, operator=<{len(self.operator)} settings>)"
+        )
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, paths: Paths | None = None) -> Config:

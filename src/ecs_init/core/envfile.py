@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 import logging
 import re
-from dataclasses import dataclass, field
 
 from ecs_init.core.fsutil import NotRegularFile, read_regular
 
@@ -35,25 +34,72 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NON_TEXT = re.compile("[\ufffd\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-@dataclass(frozen=True)
 class Entry:
-    """One ``KEY=VALUE`` line (key and value trimmed)."""
+    """One ``KEY=VALUE`` line (key and value trimmed). Immutable.
 
+    (Plain classes, not dataclasses: this module is on every action's start-up path.)
+    """
+
+    __slots__ = ("line", "key", "value")
     line: int
     key: str
     value: str
 
+    def __init__(self, line: int, key: str, value: str) -> None:
+        object.__setattr__(self, "line", line)
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "value", value)
 
-@dataclass
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Entry is immutable: cannot set {name}")
+
+    def _key(self) -> tuple[int, str, str]:
+        return (self.line, self.key, self.value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Entry) and other._key() == self._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"Entry(line={self.line!r}, key={self.key!r}, value={self.value!r})"
+
+
 class EnvFile:
     """What one env file holds, and why it could not be read (``error``; "" when it was, or is absent)."""
 
-    path: str
-    present: bool = False
-    error: str = ""
-    entries: list[Entry] = field(default_factory=list)
-    ignored: list[tuple[int, str]] = field(default_factory=list)  # (line number, text) of lines without '='
-    refusal: str = ""  # why this is not a KEY=VALUE text file ("" when it is): pre-start and start refuse it
+    __slots__ = ("path", "present", "error", "entries", "ignored", "refusal")
+
+    def __init__(
+        self,
+        path: str,
+        present: bool = False,
+        error: str = "",
+        entries: list[Entry] | None = None,
+        ignored: list[tuple[int, str]] | None = None,  # (line number, text) of lines without '='
+        refusal: str = "",  # why this is not a KEY=VALUE text file ("" when it is): pre-start and start refuse it
+    ) -> None:
+        self.path = path
+        self.present = present
+        self.error = error
+        self.entries: list[Entry] = [] if entries is None else entries
+        self.ignored: list[tuple[int, str]] = [] if ignored is None else ignored
+        self.refusal = refusal
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.path, self.present, self.error, self.entries, self.ignored, self.refusal)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, EnvFile) and other._key() == self._key()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return (
+            f"EnvFile(path={self.path!r}, present={self.present!r}, error={self.error!r}, "
+            f"entries={self.entries!r}, ignored={self.ignored!r}, refusal={self.refusal!r})"
+        )
 
     @property
     def values(self) -> dict[str, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Mapping
 
 from ecs_init.core import settings
@@ -11,11 +10,30 @@ from ecs_init.core import settings
 PREFIX_ENV = settings.PATH_PREFIX.name
 
 
-@dataclass(frozen=True)
 class Paths:
-    """Every host path of SPEC §2, resolved under an optional root prefix."""
+    """Every host path of SPEC §2, resolved under an optional root prefix. Immutable.
 
-    prefix: str = ""
+    (Plain classes, not dataclasses, on every action's start-up path: importing
+    ``dataclasses`` and generating their methods costs milliseconds on ``stop``.)
+    """
+
+    __slots__ = ("prefix",)
+    prefix: str
+
+    def __init__(self, prefix: str = "") -> None:
+        object.__setattr__(self, "prefix", prefix)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Paths is immutable: cannot set {name}")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Paths) and other.prefix == self.prefix
+
+    def __hash__(self) -> int:
+        return hash(("Paths", self.prefix))
+
+    def __repr__(self) -> str:
+        return f"Paths(prefix={self.prefix!r})"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Paths:

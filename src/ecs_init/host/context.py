@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Optional
 
 from ecs_init.core import settings
@@ -15,7 +14,6 @@ if TYPE_CHECKING:
     from ecs_init.docker.api import Engine
 
 
-@dataclass
 class HostContext:
     """Passed to each pre-start/post-stop step.
 
@@ -25,12 +23,25 @@ class HostContext:
     the daemon (``stop`` must give up early).
     """
 
-    cfg: Config
-    runner: Runner = field(default_factory=Runner)
-    docker_factory: Optional[Callable[[], Engine]] = None
-    docker_wait: Optional[float] = None
-    _docker: Optional[Engine] = None
-    _docker_error: Optional[InitError] = None
+    __slots__ = ("cfg", "runner", "docker_factory", "docker_wait", "_docker", "_docker_error")
+
+    def __init__(
+        self,
+        cfg: Config,
+        runner: Optional[Runner] = None,
+        docker_factory: Optional[Callable[[], Engine]] = None,
+        docker_wait: Optional[float] = None,
+    ) -> None:
+        # (A plain class, not a dataclass: it is on every action's start-up path.)
+        self.cfg = cfg
+        self.runner = Runner() if runner is None else runner
+        self.docker_factory = docker_factory
+        self.docker_wait = docker_wait
+        self._docker: Optional[Engine] = None
+        self._docker_error: Optional[InitError] = None
+
+    def __repr__(self) -> str:
+        return f"HostContext(cfg={self.cfg!r}, docker_wait={self.docker_wait!r})"
 
     @property
     def paths(self) -> Paths:

@@ -17,6 +17,7 @@ from ecs_init.volume_plugin.state import Volume
 
 log = logging.getLogger(__name__)
 
+
 class BadRequest(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -111,5 +112,3 @@ def dispatch(reg: Registry, path: str, raw: bytes) -> tuple[int, dict[str, Any]]
     except Exception as err:  # noqa: BLE001 - a bug must not take the plugin down
         log.exception("%s failed", path)
         return 500, {"Err": f"internal error: {type(err).__name__}: {err}"}
-
-

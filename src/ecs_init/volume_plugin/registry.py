@@ -27,7 +27,6 @@ from ecs_init.volume_plugin.state import Mounter, Saver, Volume, check_mount_id,
 log = logging.getLogger(__name__)
 
 
-
 class Registry:
     """Thread-safe: one lock serializes every request (mounts included)."""
 

@@ -407,3 +407,25 @@ def test_an_env_file_of_more_than_ten_thousand_lines_is_ignored(tmp_path, text: 
     found = envfile.read(str(path))
     assert found.error == ("has more than 10000 lines" if refused else "")
     assert found.values == ({} if refused else {"A": "1"})
+
+
+def test_paths_and_entries_are_values() -> None:
+    """Plain classes on the start-up path keep the value semantics the dataclasses had."""
+    from ecs_init.core.envfile import Entry
+
+    assert Paths("/p") == Paths(prefix="/p") and Paths("/p") != Paths("/q") and Paths() != "/p"
+    assert hash(Paths("/p")) == hash(Paths("/p")) and len({Paths("/p"), Paths("/p"), Paths()}) == 2
+    assert repr(Paths("/p")) == "Paths(prefix='/p')"
+    entry = Entry(3, "ECS_CLUSTER", "prod")
+    assert entry == Entry(3, "ECS_CLUSTER", "prod") and entry != Entry(4, "ECS_CLUSTER", "prod")
+    assert entry != Entry(3, "ECS_CLUSTER", "dev") and entry != (3, "ECS_CLUSTER", "prod")
+    assert len({entry, Entry(3, "ECS_CLUSTER", "prod"), Entry(3, "ECS_CLUSTER", "dev")}) == 2
+    assert repr(entry) == "Entry(line=3, key='ECS_CLUSTER', value='prod')"
+    for value, name in ((Paths("/p"), "prefix"), (entry, "value")):
+        with pytest.raises(AttributeError, match="immutable"):
+            setattr(value, name, "x")
+
+
+def test_config_repr_never_shows_values() -> None:
+    cfg = Config(Paths("/p"), {"ECS_ENGINE_AUTH_DATA": "secret"}, instance={"A": "b"}, operator={})
+    assert "secret" not in repr(cfg) and "1 variables" in repr(cfg) and "1 settings" in repr(cfg)

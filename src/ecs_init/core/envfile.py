@@ -87,14 +87,6 @@ class EnvFile:
         self.ignored: list[tuple[int, str]] = [] if ignored is None else ignored
         self.refusal = refusal
 
-    def _key(self) -> tuple[object, ...]:
-        return (self.path, self.present, self.error, self.entries, self.ignored, self.refusal)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, EnvFile) and other._key() == self._key()
-
-    __hash__ = None  # type: ignore[assignment]  # mutable
-
     def __repr__(self) -> str:
         return (
             f"EnvFile(path={self.path!r}, present={self.present!r}, error={self.error!r}, "

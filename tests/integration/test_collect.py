@@ -123,7 +123,7 @@ def test_bundle_holds_everything_and_never_a_secret(
         fh.write(f'level=warn time={now} msg="leaked: {" ".join(SECRETS.values())}"\n')
     with open(os.path.join(log_dir, "ecs-agent.log"), "a") as fh:
         fh.write(f"{now} [INFO] connecting with {SECRETS['agent Env only']} and {SECRETS['log option']}\n")
-    rotation = os.path.join(log_dir, "ecs-init.log.2020-01-01_00")
+    rotation = os.path.join(log_dir, "ecs-init.log.2020-01-01-00")
     with open(rotation, "w") as fh:
         fh.write(f"level=info time={old} msg=old\n")
     os.utime(rotation, (time.time() - 3 * 86400,) * 2)
@@ -176,7 +176,7 @@ def test_bundle_holds_everything_and_never_a_secret(
 
     failed, skipped = names(manifest["failed"]), names(manifest["skipped"])
     assert failed["logs/ecs-agent.log.evil"]["reason"] == "is a symlink (not followed)"
-    assert skipped["logs/ecs-init.log.2020-01-01_00"]["reason"].startswith("no records since ")
+    assert skipped["logs/ecs-init.log.2020-01-01-00"]["reason"].startswith("no records since ")
     collected = names(manifest["collected"])
     assert collected["logs/ecs-init.log"]["source"] == os.path.join(log_dir, "ecs-init.log")
 
@@ -297,7 +297,7 @@ def test_the_bundle_stays_under_50_mb_with_logs_that_do_not_compress(prefix: str
 
     log_dir = os.path.join(prefix, "var/log/ecs")
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    names_by_age = ["ecs-init.log"] + [f"ecs-init.log.2026-01-01_{h:02d}" for h in range(6)]
+    names_by_age = ["ecs-init.log"] + [f"ecs-init.log.2026-01-01-{h:02d}" for h in range(6)]
     for age, name in enumerate(names_by_age):
         with open(os.path.join(log_dir, name), "wb") as fh:
             for _ in range(10 * 1024 // 4):

@@ -812,7 +812,7 @@ def test_dpkg_upgrade_from_the_go_package_keeps_its_enablement(
 def _program_created(r: DpkgRoot) -> None:
     """What running the program (and the agent, and the volume plugin) leaves on a host."""
     r.write("/etc/ecs/ecs.config", "ECS_CLUSTER=mine\n")  # the admin's edit
-    for rel in ("/var/log/ecs/ecs-init.log", "/var/log/ecs/ecs-init.log.2026113012", "/var/log/ecs/ecs-agent.log",
+    for rel in ("/var/log/ecs/ecs-init.log", "/var/log/ecs/ecs-init.log.2026-11-30-12", "/var/log/ecs/ecs-agent.log",
                 "/var/log/ecs/ecs-volume-plugin.log", "/var/lib/ecs/ecs-init-events.json",
                 "/var/lib/ecs/.ecs-init-events.json.abc123.tmp", "/var/lib/ecs/data/agent.db",
                 "/var/lib/ecs/data/ecs_volume_plugin.json", "/var/lib/ecs/gpu/nvidia-gpu-info.json",

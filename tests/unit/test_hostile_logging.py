@@ -4,7 +4,6 @@ appended through, and is said once; control characters in a record are escaped."
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 import threading
 from typing import Any, Iterator
@@ -102,7 +101,7 @@ def test_a_symlink_swapped_in_is_rotated_away_never_written_through(tmp_path: An
     logging.getLogger("ecs_init.t").warning("first")
     os.unlink(path)
     os.symlink(target, path)
-    handler.rolloverAt = 0  # the hourly rotation is due
+    handler.new_hour()  # the hourly rotation is due
     logging.getLogger("ecs_init.t").warning("after the rotation")
     handler.flush()
     assert target.read_text() == "precious\n"

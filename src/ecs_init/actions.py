@@ -15,15 +15,18 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-from typing import Callable, Sequence
 
 from ecs_init.core.errors import InitError, first_line
 from ecs_init.core.exitcodes import Exit
 from ecs_init.host.context import HostContext
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False  # typing is for the type checker only: `stop` never loads it (test_import_budget)
+if TYPE_CHECKING:
+    from typing import Callable, Sequence
 
-Step = Callable[[HostContext], object]
+    Step = Callable[[HostContext], object]
+
+log = logging.getLogger(__name__)
 
 # SPEC §1: pre-start's steps, in this order, each logged.
 PRE_START: tuple[tuple[str, str], ...] = (

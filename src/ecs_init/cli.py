@@ -10,12 +10,13 @@ up and the action run.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 from ecs_init import AGENT_VERSION, __version__
 
+TYPE_CHECKING = False  # typing is for the type checker only: `stop` never loads it (test_import_budget)
 if TYPE_CHECKING:
     import argparse
+    from typing import Callable, Optional, Sequence
 
 # Imports beyond these happen per action, inside main(): `version` loads no
 # logging, HTTP or Docker code (tests/unit/test_import_budget.py).

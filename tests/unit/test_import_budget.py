@@ -7,7 +7,7 @@ code (a source checkout may run git for its revision: ``subprocess``);
 ``stop`` none of download, notify, status, check, render, the volume
 plugin, the supervisor or the host preparation, nor ``urllib.request``,
 ``http.server``, ``http.client`` (and its ``ssl``/``email``) or JSON-schema
-code; ``start`` the systemd notifier only when NOTIFY_SOCKET is set, and no
+code, nor ``typing`` (annotations only) or ``logging.handlers``; ``start`` the systemd notifier only when NOTIFY_SOCKET is set, and no
 HTTP client library even then (the readiness and health probe is a socket,
 ``agent/probe.py``). No action loads the Docker SDK.
 """
@@ -68,6 +68,9 @@ DENY: dict[str, set[str]] = {
     "stop": EVERYWHERE | HTTP_CLIENTS | REPORTS | HOST_PREP | AGENT | {
         "ecs_init.agent.spec", "ecs_init.host.apparmor_profile", "ecs_init.agent.notify", "ecs_init.core.lock",
         "subprocess", "shutil", "tempfile", "random",  # stop runs no command, writes no file, never backs off
+        # annotations only (TYPE_CHECKING = False, then `if TYPE_CHECKING: from typing import ...`);
+        # the log file's own hourly rotation, not logging.handlers (pickle, queue, copy)
+        "typing", "logging.handlers", "pickle", "queue", "copy",
     },  # fmt: skip
     "start": EVERYWHERE | HTTP_CLIENTS | REPORTS | {
         "ecs_init.agent.notify", "ecs_init.agent.download", "ecs_init.agent.imds",

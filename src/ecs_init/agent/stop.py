@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Optional
 
 from ecs_init.agent.identity import AGENT_NAME
 from ecs_init.docker.api import STOP_GRACE, Engine
 from ecs_init.docker.errors import EngineUnavailable
 from ecs_init.host.context import HostContext
+
+TYPE_CHECKING = False  # typing is for the type checker only: `stop` never loads it (test_import_budget)
+if TYPE_CHECKING:
+    from typing import Callable, Optional
 
 log = logging.getLogger(__name__)
 

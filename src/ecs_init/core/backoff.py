@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
-
+TYPE_CHECKING = False  # typing is for the type checker only: `stop` never loads it (test_import_budget)
 if TYPE_CHECKING:
     import random
+    from typing import Optional
 
 
 class Backoff:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Mapping, Sequence
 
 from ecs_init.core.errors import CommandError
 
+TYPE_CHECKING = False  # typing is for the type checker only: `stop` never loads it (test_import_budget)
 if TYPE_CHECKING:
     import subprocess
+    from typing import Mapping, Sequence
 
 # subprocess and shutil are imported where they are used: every action builds a
 # Runner, and `stop` never runs a command (tests/unit/test_import_budget.py).

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Iterable, Mapping
 
 from ecs_init.core import envfile, settings
 from ecs_init.core.envfile import EnvFile
 from ecs_init.core.paths import Paths
 from ecs_init.core.settings import Setting, Source
+
+TYPE_CHECKING = False  # typing is for the type checker only: `stop` never loads it (test_import_budget)
+if TYPE_CHECKING:
+    from typing import Iterable, Mapping
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,10 @@ import errno
 import fcntl
 import os
 import stat
-from typing import Optional
+
+TYPE_CHECKING = False  # typing is for the type checker only: `stop` never loads it (test_import_budget)
+if TYPE_CHECKING:
+    from typing import Optional
 
 
 def atomic_write(path: str, data: bytes | str, mode: int = 0o644, durable: bool = True) -> None:

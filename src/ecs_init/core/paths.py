@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import Mapping
 
 from ecs_init.core import settings
+
+TYPE_CHECKING = False  # typing is for the type checker only: `stop` never loads it (test_import_budget)
+if TYPE_CHECKING:
+    from typing import Mapping
 
 PREFIX_ENV = settings.PATH_PREFIX.name
 

@@ -33,7 +33,10 @@ import json
 import logging
 import re
 import threading
-from typing import Any, Iterable, Mapping
+
+TYPE_CHECKING = False  # typing is for the type checker only: `stop` never loads it (test_import_budget)
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Mapping
 
 REDACTED = "<redacted>"
 AUTH_DATA_KEY = "ECS_ENGINE_AUTH_DATA"

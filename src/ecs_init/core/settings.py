@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Optional
+
+TYPE_CHECKING = False  # typing is for the type checker only: `stop` never loads it (test_import_budget)
+if TYPE_CHECKING:
+    from typing import Optional
 
 
 class Kind(enum.Enum):

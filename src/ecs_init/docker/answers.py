@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from ecs_init.docker import transport
 from ecs_init.docker.api import LogLine, Readable
 from ecs_init.docker.errors import Conflict, EngineError, EngineUnavailable, NotFound
+
+TYPE_CHECKING = False  # typing is for the type checker only: `stop` never loads it (test_import_budget)
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_JSON_BYTES = 16 * 1024 * 1024
 MAX_ERROR_BYTES = 64 * 1024

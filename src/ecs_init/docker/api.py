@@ -11,7 +11,13 @@ Engine answers. This module imports nothing heavy.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, NamedTuple, Optional, Protocol, Sequence
+import collections.abc
+
+TYPE_CHECKING = False  # typing is for the type checker only: `stop` never loads it (test_import_budget)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
+else:
+    Protocol = object  # the protocols below are read by the type checker; at run time plain classes
 
 # SPEC §5: prefer 1.25-1.44; fall back to 1.21-1.24 for older engines.
 PREFERRED_MIN_API = "1.25"
@@ -26,12 +32,24 @@ class Readable(Protocol):
     def read(self, size: int = ..., /) -> bytes: ...
 
 
-class LogLine(NamedTuple):
+class LogLine:
     """One line of a container's log: ``stream`` is "stdout" or "stderr"; ``text``
-    starts with Docker's RFC 3339 timestamp when timestamps were asked for."""
+    starts with Docker's RFC 3339 timestamp when timestamps were asked for. A value."""
 
-    stream: str
-    text: str
+    __slots__ = ("stream", "text")
+
+    def __init__(self, stream: str, text: str) -> None:
+        self.stream = stream
+        self.text = text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LogLine) and (other.stream, other.text) == (self.stream, self.text)
+
+    def __hash__(self) -> int:
+        return hash((self.stream, self.text))
+
+    def __repr__(self) -> str:
+        return f"LogLine({self.stream!r}, {self.text!r})"
 
 
 class Engine(Protocol):
@@ -132,7 +150,7 @@ def default_bridge(networks: Sequence[Mapping[str, Any]]) -> Optional[str]:
     """The interface of the bridge network Docker marks as its default bridge (SPEC §7)."""
     for network in networks:
         options = network.get("Options") or {}
-        if not isinstance(options, Mapping):
+        if not isinstance(options, collections.abc.Mapping):
             continue
         if options.get("com.docker.network.bridge.default_bridge") == "true":
             name = options.get("com.docker.network.bridge.name")

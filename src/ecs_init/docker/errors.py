@@ -6,9 +6,11 @@ and exit 255. ``message`` is the engine's own message when it sent one.
 
 from __future__ import annotations
 
-from typing import Optional
-
 from ecs_init.core.errors import InitError
+
+TYPE_CHECKING = False  # typing is for the type checker only: `stop` never loads it (test_import_budget)
+if TYPE_CHECKING:
+    from typing import Optional
 
 
 class EngineError(InitError):

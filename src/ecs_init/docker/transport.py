@@ -22,16 +22,20 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Callable, Mapping, Optional
 
 from ecs_init.docker.api import Readable
 from ecs_init.docker.errors import EngineUnavailable
+
+TYPE_CHECKING = False  # typing is for the type checker only: `stop` never loads it (test_import_budget)
+if TYPE_CHECKING:
+    from typing import Callable, Mapping, Optional
+
+    Idle = tuple[float, Callable[[], None]]
 
 RECV_SIZE = 64 * 1024
 SEND_CHUNK = 1024 * 1024  # request-body chunk: memory stays flat whatever the file's size
 MAX_HEAD_BYTES = 64 * 1024  # status line and headers
 MAX_CHUNK_LINE = 1024
-Idle = tuple[float, Callable[[], None]]
 
 
 def socket_path(host: str) -> str:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Optional
-
 from ecs_init.core import settings
 from ecs_init.core.cmd import Runner
 from ecs_init.core.config import Config
 from ecs_init.core.errors import InitError
 from ecs_init.core.paths import Paths
 
+TYPE_CHECKING = False  # typing is for the type checker only: `stop` never loads it (test_import_budget)
 if TYPE_CHECKING:
+    from typing import Callable, Optional
+
     from ecs_init.docker.api import Engine
 
 

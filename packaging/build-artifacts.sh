@@ -1,7 +1,7 @@
 #!/bin/sh
 # Build what the packages install, into BUILDDIR (used by debian/rules and
 # the RPM spec's %build; runnable by hand):
-#   amazon-ecs-init            zipapp, entry ecs_init.cli:main
+#   amazon-ecs-init            zipapp, entry ecs_init.cli:run
 #   amazon-ecs-volume-plugin   zipapp, entry ecs_init.volume_plugin.server:main
 #                              (only when src/ecs_init/volume_plugin/server.py exists)
 #   version, agent-version     the program's version and the agent version it is

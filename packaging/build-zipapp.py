@@ -54,7 +54,7 @@ from types import ModuleType
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-DEFAULT_ENTRY = "ecs_init.cli:main"
+DEFAULT_ENTRY = "ecs_init.cli:run"
 DEFAULT_INTERPRETER = "/usr/bin/python3 -I"
 NVML_DIST = "nvidia-ml-py"
 NVML_FALLBACK_REQUIREMENT = "nvidia-ml-py>=12"

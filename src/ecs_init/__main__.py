@@ -1,3 +1,3 @@
-from ecs_init.cli import main
+from ecs_init.cli import run
 
-raise SystemExit(main())
+raise SystemExit(run())

@@ -236,3 +236,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             # interpreter shuts down it would turn a clean 0 into "killed".
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def run() -> int:
+    """The program's entry point (the packaged executable, ``python -m ecs_init``): ``main()``, then a
+    quick exit. Tearing the interpreter down module by module costs a short action such as ``stop``
+    milliseconds for nothing, so once the exit handlers have run (logging's closes the log file)
+    and stdout and stderr are flushed, the process ends at once with ``os._exit``; a flush that fails
+    ends it with 120, as the interpreter's own exit would. While another thread is still running
+    (or on an interpreter without ``atexit._run_exitfuncs``) the code is returned for the usual exit,
+    which waits for that thread."""
+    code = main()
+    import atexit
+    import os
+
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
+    threading = sys.modules.get("threading")
+    if run_exit_handlers is None or (threading is not None and threading.active_count() > 1):
+        return code
+    run_exit_handlers()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None and not stream.closed:
+                stream.flush()
+        except (OSError, ValueError):
+            code = 120
+    os._exit(code)
+

@@ -93,6 +93,34 @@ def test_a_device_is_refused_before_it_is_opened(tmp_path: Any) -> None:
         fsutil.open_append(device)
 
 
+def test_atomic_write_replaces_via_a_private_temp_file_and_leaves_nothing(tmp_path: Any) -> None:
+    target = tmp_path / "state.json"
+    target.write_text("old")
+    fsutil.atomic_write(str(target), "new", mode=0o640)
+    assert target.read_text() == "new" and stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
+
+
+def test_temp_beside_is_new_private_and_never_through_a_symlink(tmp_path: Any, monkeypatch: Any) -> None:
+    precious = tmp_path / "precious"
+    precious.write_text("precious")
+    path = str(tmp_path / "state.json")
+    fd, name = fsutil.temp_beside(path)
+    os.close(fd)
+    assert os.path.dirname(name) == str(tmp_path)
+    assert os.path.basename(name).startswith(".state.json.") and name.endswith(".tmp")
+    assert stat.S_IMODE(os.lstat(name).st_mode) == 0o600 and os.path.getsize(name) == 0
+    second = fsutil.temp_beside(path)
+    os.close(second[0])
+    assert second[1] != name
+    # every name taken (here: a symlink planted at each): it gives up with an error, never opens one
+    monkeypatch.setattr(os, "urandom", lambda n: b"\x00" * n)
+    os.symlink(precious, str(tmp_path / f".state.json.{'00' * 6}.tmp"))
+    with pytest.raises(FileExistsError):
+        fsutil.temp_beside(path, attempts=3)
+    assert precious.read_text() == "precious"
+
+
 def test_open_append_never_follows_never_blocks_and_appends(tmp_path: Any) -> None:
     target = tmp_path / "target"
     target.write_text("precious\n")

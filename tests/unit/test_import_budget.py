@@ -7,9 +7,11 @@ code (a source checkout may run git for its revision: ``subprocess``);
 ``stop`` none of download, notify, status, check, render, the volume
 plugin, the supervisor or the host preparation, nor ``urllib.request``,
 ``http.server``, ``http.client`` (and its ``ssl``/``email``) or JSON-schema
-code, nor ``typing`` (annotations only) or ``logging.handlers``; ``start`` the systemd notifier only when NOTIFY_SOCKET is set, and no
-HTTP client library even then (the readiness and health probe is a socket,
-``agent/probe.py``). No action loads the Docker SDK.
+code, nor ``typing`` (annotations only) or ``logging.handlers``; ``start``
+the systemd notifier only when NOTIFY_SOCKET is set, and no HTTP client
+library even then (the readiness and health probe is a socket,
+``agent/probe.py``), nor ``tempfile`` or the idna codec. No action loads the
+Docker SDK.
 """
 
 from __future__ import annotations
@@ -60,6 +62,11 @@ SUPPORT = {
     "ecs_init.ops.netprobe",
 }  # fmt: skip
 
+# Not on the start path: temp files are made by fsutil.temp_beside (tempfile loads shutil, random, bz2 and
+# lzma), the backoff's random generator only at the first delay, and the probe connects to an address
+# without a name lookup (the idna codec).
+START_LEAN = {"tempfile", "shutil", "random", "bz2", "lzma", "encodings.idna", "unicodedata"}
+
 DENY: dict[str, set[str]] = {
     "version": EVERYWHERE | HTTP_CLIENTS | REPORTS | HOST_PREP | AGENT | {
         "logging", "socket", "json", "ecs_init.docker", "ecs_init.docker.client",
@@ -72,12 +79,14 @@ DENY: dict[str, set[str]] = {
         # the log file's own hourly rotation, not logging.handlers (pickle, queue, copy)
         "typing", "logging.handlers", "pickle", "queue", "copy",
     },  # fmt: skip
-    "start": EVERYWHERE | HTTP_CLIENTS | REPORTS | {
+    "start": EVERYWHERE | HTTP_CLIENTS | REPORTS | START_LEAN | {
         "ecs_init.agent.notify", "ecs_init.agent.download", "ecs_init.agent.imds",
         "ecs_init.host.netfilter", "ecs_init.host.loopback", "ecs_init.host.ipv6_route",
     },  # fmt: skip
     # the readiness and health probe is a plain socket: no HTTP client library here either
-    "start+notify": EVERYWHERE | HTTP_CLIENTS | REPORTS | {"ecs_init.agent.download", "ecs_init.agent.imds"},
+    "start+notify": EVERYWHERE | HTTP_CLIENTS | REPORTS | START_LEAN | {
+        "ecs_init.agent.download", "ecs_init.agent.imds",
+    },  # fmt: skip
     "reload-cache": EVERYWHERE | REPORTS | {
         "ecs_init.agent.notify", "ecs_init.agent.supervisor", "ecs_init.agent.hostfacts",
     },  # fmt: skip

@@ -55,6 +55,25 @@ def parse_url(url: str) -> Optional[Target]:
     return Target(host, port, path)
 
 
+def connect(host: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to ``host``: an IP address is connected to directly (no name lookup, which
+    would load the idna codec and ``unicodedata`` on the start path), a name through getaddrinfo."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            sock.settimeout(timeout)
+            sock.connect((host, port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    return socket.create_connection((host, port), timeout=timeout)
+
+
 def probe_url(url: str, timeout: float = PROBE_TIMEOUT) -> bool:
     """True when ``url`` (plain ``http://``) answers 2xx within ``timeout`` seconds in all."""
     target = parse_url(url)
@@ -62,7 +81,7 @@ def probe_url(url: str, timeout: float = PROBE_TIMEOUT) -> bool:
         return False
     deadline = time.monotonic() + timeout
     try:
-        sock = socket.create_connection((target.host, target.port), timeout=max(0.001, timeout))
+        sock = connect(target.host, target.port, max(0.001, timeout))
     except (OSError, ValueError):
         return False
     try:

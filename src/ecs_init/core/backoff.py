@@ -16,13 +16,13 @@ class Backoff:
         self.cap = cap
         self.jitter = jitter
         self.current = start
-        if rng is None:
-            import random  # here: `stop` reaches a live daemon without ever backing off
-
-            rng = random.Random()
-        self.rng = rng
+        self.rng = rng  # made at the first delay: `stop` and a healthy `start` never back off
 
     def next(self) -> float:
+        if self.rng is None:
+            import random
+
+            self.rng = random.Random()
         base = self.current
         self.current = min(self.current * 2, self.cap)
         spread = base * self.jitter

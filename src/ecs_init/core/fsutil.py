@@ -24,9 +24,7 @@ def atomic_write(path: str, data: bytes | str, mode: int = 0o644, durable: bool 
     payload = data.encode("utf-8") if isinstance(data, str) else data
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
-    import tempfile  # here, not at the top: actions that never write (stop) need not load it
-
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    fd, tmp = temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
@@ -41,6 +39,21 @@ def atomic_write(path: str, data: bytes | str, mode: int = 0o644, durable: bool 
         except OSError:
             pass
         raise
+
+
+def temp_beside(path: str, attempts: int = 100) -> tuple[int, str]:
+    """Create ``.NAME.<random>.tmp`` beside ``path`` (mode 0600, never through a symlink, never an
+    existing file): (fd, its path). What ``tempfile.mkstemp`` does, without loading ``tempfile``
+    (and with it ``shutil``, ``random``, ``bz2`` and ``lzma``) on the start path."""
+    directory, base = os.path.split(path)
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(attempts):
+        name = os.path.join(directory or ".", f".{base}.{os.urandom(6).hex()}.tmp")
+        try:
+            return os.open(name, flags, 0o600), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", os.path.join(directory or ".", f".{base}.*.tmp"))
 
 
 def fsync_dir(directory: str) -> None:

@@ -64,8 +64,10 @@ SUPPORT = {
 
 # Not on the start path: temp files are made by fsutil.temp_beside (tempfile loads shutil, random, bz2 and
 # lzma), the backoff's random generator only at the first delay, and the probe connects to an address
-# without a name lookup (the idna codec).
-START_LEAN = {"tempfile", "shutil", "random", "bz2", "lzma", "encodings.idna", "unicodedata"}
+# without a name lookup (the idna codec); its value classes are core.record's, not dataclasses (inspect, ast).
+START_LEAN = {
+    "tempfile", "shutil", "random", "bz2", "lzma", "encodings.idna", "unicodedata", "dataclasses", "inspect",
+}  # fmt: skip
 
 DENY: dict[str, set[str]] = {
     "version": EVERYWHERE | HTTP_CLIENTS | REPORTS | HOST_PREP | AGENT | {

@@ -7,13 +7,13 @@ import logging
 import os
 import re
 import time
-from dataclasses import dataclass
 from typing import Optional
 
 from ecs_init.agent.spec import AGENT_IMAGE
 from ecs_init.core.errors import ImageLoadError, InitError
 from ecs_init.core.fsutil import atomic_write, is_refusal, open_regular, read_regular, refusal
 from ecs_init.core.paths import Paths
+from ecs_init.core.record import dataclass
 from ecs_init.host.context import HostContext
 
 log = logging.getLogger(__name__)

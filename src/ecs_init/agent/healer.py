@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from ecs_init.agent.events import record_event
@@ -30,6 +29,7 @@ from ecs_init.agent.probe import DEFAULT_READY_URL, probe_url
 from ecs_init.agent.state import SupervisorState
 from ecs_init.core import settings
 from ecs_init.core.errors import first_line
+from ecs_init.core.record import dataclass
 from ecs_init.docker.api import STOP_GRACE
 from ecs_init.docker.errors import EngineError
 from ecs_init.host.context import HostContext

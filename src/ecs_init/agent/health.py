@@ -25,12 +25,12 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
 
 from ecs_init.agent.probe import DEFAULT_READY_TIMEOUT
 from ecs_init.core import settings
 from ecs_init.core.config import Config
+from ecs_init.core.record import dataclass
 from ecs_init.docker.api import STOP_GRACE
 
 if TYPE_CHECKING:

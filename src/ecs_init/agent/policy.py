@@ -7,9 +7,9 @@ that applies it, ``upgrade.py`` the upgrade and rollback steps.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 
 from ecs_init.core.exitcodes import AgentExit
+from ecs_init.core.record import dataclass, field
 
 LOG_TAIL_LINES = 200  # exit 2: how much of the agent's log to copy into ours
 

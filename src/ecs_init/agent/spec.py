@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Optional
 
 from ecs_init.agent.identity import AGENT_IMAGE, AGENT_NAME
 from ecs_init.core import settings as S
 from ecs_init.core.config import Config
 from ecs_init.core.platform import Platform
+from ecs_init.core.record import dataclass, field
 from ecs_init.docker.api import version_tuple
 from ecs_init.host.apparmor_profile import container_profile
 

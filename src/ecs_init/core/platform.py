@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Mapping
 
 from ecs_init.core.envfile import MAX_CONFIG_BYTES
 from ecs_init.core.fsutil import read_regular
 from ecs_init.core.paths import Paths
+from ecs_init.core.record import dataclass
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from typing import Optional
 
 from ecs_init.core import settings
 from ecs_init.core.errors import CommandError, InitError
 from ecs_init.core.fsutil import atomic_write, read_regular
+from ecs_init.core.record import dataclass
 from ecs_init.host import apparmor_profile
 from ecs_init.host.context import HostContext
 

@@ -8,11 +8,11 @@ line naming the step that failed.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Callable, List
 
 from ecs_init.core.errors import InitError
+from ecs_init.core.record import dataclass, field
 
 PACKAGE = "nvidia-ml-py"
 

@@ -929,7 +929,7 @@ def test_zipapp_version_records_the_git_revision(installed: str, tmp_path: pathl
 # module only after the file it started from was replaced or removed.
 LAZY_CLI = """
 import os, sys, time
-def main():
+def run():  # the packaged entry point (DEFAULT_ENTRY)
     print("started", flush=True)
     while not os.path.exists(os.environ["GO_ON"]):
         time.sleep(0.02)

@@ -11,6 +11,8 @@
 - ``lock`` (flock between invocations), ``cmd`` (the one adapter for
   external commands, ``LC_ALL=C``), ``fsutil`` (atomic writes, reads that
   never block or follow a link), ``backoff``.
+- ``record``: ``@dataclass`` for the start path without loading
+  ``dataclasses`` (the type checker reads the standard one).
 
 May import: the standard library and other ``core`` modules only.
 """

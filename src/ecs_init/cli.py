@@ -262,4 +262,3 @@ def run() -> int:
         except (OSError, ValueError):
             code = 120
     os._exit(code)
-

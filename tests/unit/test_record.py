@@ -34,7 +34,7 @@ def build(module: Any) -> dict[str, type]:
 
     @dataclass
     class Plain:
-        a: int
+        a: int = field()
         b: str = field(default="b")
 
         def total(self) -> int:
@@ -84,6 +84,8 @@ CASES: dict[str, Callable[[dict[str, type]], Any]] = {
     "factory not a class attribute": lambda c: hasattr(c["Bag"], "items"),
     "plain default is a class attribute": lambda c: (c["Point"].y, c["Plain"].b),
     "methods kept": lambda c: c["Plain"](2).total(),
+    "field() alone is required": lambda c: c["Plain"](),
+    "field() alone is no class attribute": lambda c: hasattr(c["Plain"], "a"),
     "equal by value": lambda c: c["Point"](1, 2) == c["Point"](1, 2),
     "unequal by value": lambda c: c["Point"](1, 2) != c["Point"](1, 3),
     "another class is not equal": lambda c: c["Point"](1) == (1, 0, frozenset()),

@@ -72,7 +72,10 @@ else:
         return __init__
 
     def _process(cls: type, frozen: bool) -> type:
-        names = tuple(cls.__dict__.get("__annotations__", {}))
+        annotations = cls.__dict__.get("__annotations__")
+        if annotations is None:  # Python 3.14 computes them when asked
+            annotations = getattr(cls, "__annotations__", {})
+        names = tuple(annotations)
         defaults: dict = {}
         factories: dict = {}
         seen_default = False
@@ -82,9 +85,11 @@ else:
                 if value.factory is not _MISSING:
                     factories[name] = value.factory
                     delattr(cls, name)
-                else:
+                elif value.default is not _MISSING:
                     defaults[name] = value.default
                     setattr(cls, name, value.default)
+                else:  # field() with neither: a required field
+                    delattr(cls, name)
             elif value is not _MISSING:
                 defaults[name] = value
             if name in defaults or name in factories:

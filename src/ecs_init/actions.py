@@ -20,7 +20,7 @@ from ecs_init.core.errors import InitError, first_line
 from ecs_init.core.exitcodes import Exit
 from ecs_init.host.context import HostContext
 
-TYPE_CHECKING = False  # typing is for the type checker only: `stop` never loads it (test_import_budget)
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
 if TYPE_CHECKING:
     from typing import Callable, Sequence
 

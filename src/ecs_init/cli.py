@@ -13,7 +13,7 @@ import sys
 
 from ecs_init import AGENT_VERSION, __version__
 
-TYPE_CHECKING = False  # typing is for the type checker only: `stop` never loads it (test_import_budget)
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
 if TYPE_CHECKING:
     import argparse
     from typing import Callable, Optional, Sequence

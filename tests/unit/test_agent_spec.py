@@ -215,7 +215,7 @@ def test_labels() -> None:
     assert spec.warnings == []
     bad = build_spec(make(operator={"ECS_AGENT_LABELS": "{not json"}), facts())
     assert bad.labels == {}
-    assert any("ECS_AGENT_LABELS" in w for w in bad.warnings)
+    assert any(w.key == "ECS_AGENT_LABELS" for w in bad.warnings)
     assert parse_labels('{"a": 1}')[1] is not None
     assert parse_labels("[]")[1] is not None
     assert parse_labels("{}") == ({}, None)
@@ -444,7 +444,7 @@ LABELS_NOT_STRINGS = "ECS_AGENT_LABELS is not a JSON object of string to string"
 )
 def test_warnings_exactly(settings: dict[str, str], warnings: list[tuple[str, str, bool]]) -> None:
     spec = build_spec(make(operator=settings), facts())
-    assert [tuple(w) for w in spec.warnings] == warnings
+    assert [(w.key, w.text, w.replaced) for w in spec.warnings] == warnings
 
 
 def test_unsupported_driver_drops_the_options() -> None:

@@ -173,10 +173,10 @@ def test_stall_reason() -> None:
 
 
 def test_parse_url() -> None:
-    assert probe.parse_url("http://127.0.0.1:51678/v1/metadata") == ("127.0.0.1", 51678, "/v1/metadata")
-    assert probe.parse_url("http://localhost/") == ("localhost", 80, "/")
-    assert probe.parse_url("http://localhost") == ("localhost", 80, "/")
-    assert probe.parse_url("http://[::1]:8080/x?y=1") == ("::1", 8080, "/x?y=1")
+    assert probe.parse_url("http://127.0.0.1:51678/v1/metadata") == probe.Target("127.0.0.1", 51678, "/v1/metadata")
+    assert probe.parse_url("http://localhost/") == probe.Target("localhost", 80, "/")
+    assert probe.parse_url("http://localhost") == probe.Target("localhost", 80, "/")
+    assert probe.parse_url("http://[::1]:8080/x?y=1") == probe.Target("::1", 8080, "/x?y=1")
     for bad in (
         "https://127.0.0.1/", "ftp://x/", "http://", "http://:80/", "http://h:0/", "http://h:99999/",
         "http://h:x/", "http://u:p@h/", "http://[::1/", "http://[::1]x/", "http://h/a b", "",

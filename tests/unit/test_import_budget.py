@@ -10,8 +10,8 @@ plugin, the supervisor or the host preparation, nor ``urllib.request``,
 code, nor ``typing`` (annotations only) or ``logging.handlers``; ``start``
 the systemd notifier only when NOTIFY_SOCKET is set, and no HTTP client
 library even then (the readiness and health probe is a socket,
-``agent/probe.py``), nor ``tempfile`` or the idna codec. No action loads the
-Docker SDK.
+``agent/probe.py``), nor ``tempfile``, ``typing``, ``dataclasses`` or the
+idna codec. No action loads the Docker SDK.
 """
 
 from __future__ import annotations
@@ -64,9 +64,11 @@ SUPPORT = {
 
 # Not on the start path: temp files are made by fsutil.temp_beside (tempfile loads shutil, random, bz2 and
 # lzma), the backoff's random generator only at the first delay, and the probe connects to an address
-# without a name lookup (the idna codec); its value classes are core.record's, not dataclasses (inspect, ast).
+# without a name lookup (the idna codec); its value classes are core.record's, not dataclasses (inspect, ast);
+# typing is for annotations only, as on the stop path.
 START_LEAN = {
     "tempfile", "shutil", "random", "bz2", "lzma", "encodings.idna", "unicodedata", "dataclasses", "inspect",
+    "typing",
 }  # fmt: skip
 
 DENY: dict[str, set[str]] = {

@@ -7,7 +7,6 @@ import logging
 import os
 import re
 import time
-from typing import Optional
 
 from ecs_init.agent.spec import AGENT_IMAGE
 from ecs_init.core.errors import ImageLoadError, InitError
@@ -15,6 +14,10 @@ from ecs_init.core.fsutil import atomic_write, is_refusal, open_regular, read_re
 from ecs_init.core.paths import Paths
 from ecs_init.core.record import dataclass
 from ecs_init.host.context import HostContext
+
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
+if TYPE_CHECKING:
+    from typing import Optional
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Optional
 
 from ecs_init.agent import spec
 from ecs_init.core import redact, settings
@@ -28,6 +27,10 @@ from ecs_init.core.config import Config
 from ecs_init.core.envfile import EnvFile
 from ecs_init.core.known_keys import BOOLEAN_KEYS, JSON_KEYS, KNOWN_KEYS
 from ecs_init.core.record import dataclass, field
+
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 SUGGESTION_CUTOFF = 0.75
 MAX_ITEMS = 50  # problems of one class described one by one; the rest are counted

@@ -12,11 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
 
 from ecs_init.core import jsonfile
 from ecs_init.core.fsutil import atomic_write
 from ecs_init.host.context import HostContext
+
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
+if TYPE_CHECKING:
+    from typing import Any
 
 log = logging.getLogger(__name__)
 

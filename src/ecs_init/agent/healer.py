@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Optional
 
 from ecs_init.agent.events import record_event
 from ecs_init.agent.health import HEAL_LIMIT, HEALTH_TIMEOUT_KEY, MIN_INTERVAL, HealthPolicy, HealthTracker, Verdict
@@ -34,6 +33,12 @@ from ecs_init.docker.api import STOP_GRACE
 from ecs_init.docker.errors import EngineError
 from ecs_init.host.context import HostContext
 
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Optional
+
+    Reporter = Callable[..., None]  # Supervisor.report(state, **info)
+
 log = logging.getLogger("ecs_init.agent.supervisor")
 
 JOIN_TIMEOUT = 2.0  # close() waits this long for a probe in flight
@@ -46,9 +51,6 @@ class _Heal:
     error: Optional[str] = None  # the last attempt failed with this
     announced: bool = False  # logged, recorded and reported
     failure_recorded: bool = False
-
-
-Reporter = Callable[..., None]  # Supervisor.report(state, **info)
 
 
 class HealthMonitor:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from typing import TYPE_CHECKING, Callable, Optional
 
 from ecs_init.agent.probe import DEFAULT_READY_TIMEOUT
 from ecs_init.core import settings
@@ -33,7 +32,10 @@ from ecs_init.core.config import Config
 from ecs_init.core.record import dataclass
 from ecs_init.docker.api import STOP_GRACE
 
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
 if TYPE_CHECKING:
+    from typing import Callable, Optional
+
     from ecs_init.agent.healer import HealthMonitor
 
 log = logging.getLogger("ecs_init.agent.supervisor")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Optional
 
 from ecs_init.agent.spec import HostFacts, candidate_paths
 from ecs_init.core import settings
@@ -12,6 +11,10 @@ from ecs_init.core.errors import CommandError
 from ecs_init.core.platform import read_platform
 from ecs_init.host import apparmor, gpu
 from ecs_init.host.context import HostContext
+
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
+if TYPE_CHECKING:
+    from typing import Optional
 
 log = logging.getLogger(__name__)
 

@@ -28,12 +28,14 @@ import os
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 from ecs_init.agent.probe import DEFAULT_READY_TIMEOUT, DEFAULT_READY_URL, PROBE_TIMEOUT, probe_url
 from ecs_init.core import settings
 
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
 if TYPE_CHECKING:
+    from typing import Any, Callable, Mapping, Optional
+
     from ecs_init.agent.supervisor import Supervisor
     from ecs_init.host.context import HostContext
 

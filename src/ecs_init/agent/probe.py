@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import NamedTuple, Optional
 
 from ecs_init.agent.identity import METADATA_URL
 from ecs_init.core import settings
+from ecs_init.core.record import dataclass
+
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
+if TYPE_CHECKING:
+    from typing import Optional
 
 DEFAULT_READY_URL = METADATA_URL
 DEFAULT_READY_TIMEOUT = settings.READY_TIMEOUT.default_number  # seconds an agent gets to answer for the first time
@@ -22,7 +26,8 @@ PROBE_TIMEOUT = 1.0
 MAX_STATUS_LINE = 4096
 
 
-class Target(NamedTuple):
+@dataclass(frozen=True)
+class Target:
     host: str
     port: int
     path: str

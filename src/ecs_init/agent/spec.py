@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, NamedTuple, Optional
 
 from ecs_init.agent.identity import AGENT_IMAGE, AGENT_NAME
 from ecs_init.core import settings as S
@@ -18,6 +17,10 @@ from ecs_init.core.platform import Platform
 from ecs_init.core.record import dataclass, field
 from ecs_init.docker.api import version_tuple
 from ecs_init.host.apparmor_profile import container_profile
+
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +71,8 @@ class HostFacts:
         return path in self.directories
 
 
-class SpecWarning(NamedTuple):
+@dataclass(frozen=True)
+class SpecWarning:
     """Something in the configuration the spec could not use as written (``start`` logs it,
     ``render`` shows it, ``check`` reports it under the setting's name)."""
 

@@ -6,9 +6,12 @@ import enum
 import json
 import logging
 import re
-from typing import Any, Callable
 
 from ecs_init.core.fsutil import atomic_write
+
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Callable, Optional
 
 from ecs_init.agent import hostfacts, state
 from ecs_init.agent import stop as agent_stop
@@ -47,6 +46,10 @@ from ecs_init.core.exitcodes import AgentExit, Exit
 from ecs_init.docker.api import STOP_GRACE
 from ecs_init.docker.errors import EngineError, EngineUnavailable, NotFound
 from ecs_init.host.context import HostContext
+
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Optional
 
 log = logging.getLogger(__name__)
 

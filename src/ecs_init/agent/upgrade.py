@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ecs_init.agent import cache
 from ecs_init.agent.events import events_path, record_event, rolled_back_images
@@ -23,7 +22,10 @@ from ecs_init.core.errors import InitError, first_line
 from ecs_init.docker.errors import EngineError, EngineUnavailable
 from ecs_init.host.context import HostContext
 
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
 if TYPE_CHECKING:
+    from typing import Any, Callable, Optional
+
     from ecs_init.core.backoff import Backoff
 
 log = logging.getLogger("ecs_init.agent.supervisor")

@@ -13,7 +13,7 @@ import os
 
 from ecs_init.core.errors import CommandError
 
-TYPE_CHECKING = False  # typing is for the type checker only: `stop` never loads it (test_import_budget)
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
 if TYPE_CHECKING:
     import subprocess
     from typing import Mapping, Sequence

@@ -20,7 +20,7 @@ from ecs_init.core.envfile import EnvFile
 from ecs_init.core.paths import Paths
 from ecs_init.core.settings import Setting, Source
 
-TYPE_CHECKING = False  # typing is for the type checker only: `stop` never loads it (test_import_budget)
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
 if TYPE_CHECKING:
     from typing import Iterable, Mapping
 

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
 
 from ecs_init.core.fsutil import read_regular, refusal
+
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_JSON_BYTES = 1024 * 1024
 MAX_DEPTH = 32

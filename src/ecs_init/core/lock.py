@@ -25,13 +25,16 @@ import logging
 import os
 import time
 from types import TracebackType
-from typing import Callable
 
 from ecs_init.core import settings
 from ecs_init.core.config import Config
 from ecs_init.core.errors import InitError
 from ecs_init.core.fsutil import kind_name, path_kind, read_regular
 from ecs_init.core.paths import Paths
+
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
+if TYPE_CHECKING:
+    from typing import Callable
 
 log = logging.getLogger(__name__)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Mapping
-
 from ecs_init.core.envfile import MAX_CONFIG_BYTES
 from ecs_init.core.fsutil import read_regular
 from ecs_init.core.paths import Paths
 from ecs_init.core.record import dataclass
+
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
+if TYPE_CHECKING:
+    from typing import Mapping
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ import logging
 import re
 import threading
 
-TYPE_CHECKING = False  # typing is for the type checker only: `stop` never loads it (test_import_budget)
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
 if TYPE_CHECKING:
     from typing import Any, Iterable, Mapping
 

@@ -8,7 +8,7 @@ from ecs_init.docker import transport
 from ecs_init.docker.api import LogLine, Readable
 from ecs_init.docker.errors import Conflict, EngineError, EngineUnavailable, NotFound
 
-TYPE_CHECKING = False  # typing is for the type checker only: `stop` never loads it (test_import_budget)
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
 if TYPE_CHECKING:
     from typing import Any
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import collections.abc
 
-TYPE_CHECKING = False  # typing is for the type checker only: `stop` never loads it (test_import_budget)
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
 if TYPE_CHECKING:
     from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
 else:

@@ -20,7 +20,7 @@ from ecs_init.docker.api import STOP_GRACE, LogLine, Readable
 from ecs_init.docker.daemon import PING_TIMEOUT, negotiate_api_version, server_version, wait_for_daemon
 from ecs_init.docker.errors import Conflict, EngineError, EngineUnavailable, NotFound
 
-TYPE_CHECKING = False  # typing is for the type checker only: `stop` never loads it (test_import_budget)
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
 if TYPE_CHECKING:
     from typing import Any, Callable, Mapping, Optional
 

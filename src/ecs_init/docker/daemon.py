@@ -11,7 +11,7 @@ from ecs_init.docker.answers import error_of, json_of
 from ecs_init.docker.api import FALLBACK_MIN_API, PREFERRED_MAX_API, PREFERRED_MIN_API, version_tuple
 from ecs_init.docker.errors import EngineError, EngineUnavailable
 
-TYPE_CHECKING = False  # typing is for the type checker only: `stop` never loads it (test_import_budget)
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
 if TYPE_CHECKING:
     from typing import Any, Callable, Optional
 

@@ -26,7 +26,7 @@ import time
 from ecs_init.docker.api import Readable
 from ecs_init.docker.errors import EngineUnavailable
 
-TYPE_CHECKING = False  # typing is for the type checker only: `stop` never loads it (test_import_budget)
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
 if TYPE_CHECKING:
     from typing import Callable, Mapping, Optional
 

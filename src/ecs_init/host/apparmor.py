@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Optional
 
 from ecs_init.core import settings
 from ecs_init.core.errors import CommandError, InitError
@@ -27,6 +26,10 @@ from ecs_init.core.fsutil import atomic_write, read_regular
 from ecs_init.core.record import dataclass
 from ecs_init.host import apparmor_profile
 from ecs_init.host.context import HostContext
+
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
+if TYPE_CHECKING:
+    from typing import Optional
 
 log = logging.getLogger(__name__)
 

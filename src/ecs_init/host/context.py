@@ -8,7 +8,7 @@ from ecs_init.core.config import Config
 from ecs_init.core.errors import InitError
 from ecs_init.core.paths import Paths
 
-TYPE_CHECKING = False  # typing is for the type checker only: `stop` never loads it (test_import_budget)
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
 if TYPE_CHECKING:
     from typing import Callable, Optional
 

@@ -14,13 +14,16 @@ import logging
 import os
 import time
 from types import ModuleType
-from typing import Callable
 
 from ecs_init.core import settings
 from ecs_init.core.errors import InitError
 from ecs_init.core.fsutil import atomic_write
 from ecs_init.host import nvml
 from ecs_init.host.context import HostContext
+
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
+if TYPE_CHECKING:
+    from typing import Callable
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import Any, Callable, List
 
 from ecs_init.core.errors import InitError
 from ecs_init.core.record import dataclass, field
+
+TYPE_CHECKING = False  # typing is for the type checker only: start and stop never load it (test_import_budget)
+if TYPE_CHECKING:
+    from typing import Any, Callable, List
 
 PACKAGE = "nvidia-ml-py"
 

@@ -119,26 +119,47 @@ def vm_hwm_mib(pid: int) -> float:
     return 0.0
 
 
+def log_tail(b: Bench, size: int = 3000) -> str:
+    try:
+        with open(os.path.join(b.prefix, "var/log/ecs/ecs-init.log"), errors="replace") as fh:
+            return fh.read()[-size:]
+    except OSError as err:
+        return f"(no log: {err})"
+
+
 def start_ours(b: Bench) -> tuple[subprocess.Popen[bytes], float, float]:
     t0 = time.monotonic()
     proc = subprocess.Popen(b.argv("start"), env=b.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ready = wait_answer() - t0
-    time.sleep(0.5)
-    return proc, ready, vm_hwm_mib(proc.pid)
+    try:
+        ready = wait_answer() - t0
+        time.sleep(0.5)
+        return proc, ready, vm_hwm_mib(proc.pid)
+    except BaseException:
+        proc.kill()  # never leave a supervisor behind: it would fight the next round over the agent
+        proc.wait()
+        raise
 
 
 def round_ours(b: Bench, out: dict[str, list[float]]) -> None:
     rm_agent()
     proc, ready, rss = start_ours(b)
-    out["start"].append(ready)
-    out["start_rss"].append(rss)
-    wall, rss = b.ours("status")
-    out["status"].append(wall)
-    out["status_rss"].append(rss)
-    wall, rss = b.ours("stop")
-    out["stop"].append(wall)
-    out["stop_rss"].append(rss)
-    proc.wait(30)
+    try:
+        out["start"].append(ready)
+        out["start_rss"].append(rss)
+        wall, rss = b.ours("status")
+        out["status"].append(wall)
+        out["status_rss"].append(rss)
+        wall, rss = b.ours("stop")
+        out["stop"].append(wall)
+        out["stop_rss"].append(rss)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"the supervisor did not exit within 30 s of stop; its log ends:\n{log_tail(b)}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     rm_agent()
     wall, rss = b.ours("version")
     out["version"].append(wall)
